@@ -1,0 +1,1 @@
+"""Backbones: ``debug`` (in-process, never trains); ``local`` and ``trinity`` arrive with their issues."""

@@ -1,0 +1,79 @@
+"""What every backbone builds from a config before rolling out: tokenizer, engine, workflow, judge.
+
+``model.path`` may be a local Hugging Face directory, a Hub id (needs network), or the offline
+default ``astuner://tiny``: a random Qwen2-architecture model with a small tokenizer, built once
+into ``$ASTUNER_CACHE`` (default ``~/.cache/astuner``) by ``astuner.tiny_model``. It produces noise;
+it exists so the pipeline runs anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from astuner.chat_template import ChatTemplate
+from astuner.engine import build_engine
+from astuner.engine.base import Engine
+from astuner.resolve import resolve
+from astuner.rollout import Rollouts
+
+TINY_MODEL = "astuner://tiny"
+
+
+class SetupError(Exception):
+    """A problem with what the config points at (model, workflow, judge), found before rolling out."""
+
+
+@dataclass
+class Runtime:
+    tokenizer: Any
+    template: ChatTemplate
+    engine: Engine
+    rollouts: Rollouts
+    model_path: str
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def model_path(path: str) -> str:
+    """The directory to load: ``astuner://tiny`` builds (once) and returns the tiny model."""
+    if path == TINY_MODEL:
+        from astuner.tiny_model import build_tiny_model
+
+        cache = Path(os.environ.get("ASTUNER_CACHE", Path.home() / ".cache" / "astuner"))
+        return str(build_tiny_model(cache / "tiny-qwen2"))
+    return path
+
+
+def build_runtime(config: Any) -> Runtime:
+    a = config.astuner
+    path = model_path(a.model.path)
+    tokenizer = _load_tokenizer(path)
+    template = ChatTemplate(tokenizer)
+    workflow_cls = _resolve_key("astuner.rollout.agentscope_workflow", a.rollout.agentscope_workflow)
+    judge_cls = _resolve_key("astuner.task_judge.judge_protocol", a.task_judge.judge_protocol)
+    judge = judge_cls(config)
+    engine = build_engine(a.rollout.engine, path, tokenizer, template.turn.end_of_turn_id, seed=a.seed)
+    return Runtime(tokenizer, template, engine, Rollouts(config, engine, template, workflow_cls, judge), path)
+
+
+def _load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SetupError(f"astuner.model.path: cannot load a tokenizer from {path!r}: {first}") from exc
+
+
+def _resolve_key(key: str, spec: str) -> Any:
+    from astuner.resolve import ResolveError
+
+    try:
+        return resolve(spec)
+    except ResolveError as exc:
+        raise SetupError(f"{key}: {exc}") from exc

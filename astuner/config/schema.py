@@ -1,0 +1,253 @@
+"""The typed config: the root ``Config`` and the small ``astuner.*`` blocks.
+
+Every key upstream's ``astune_default.yaml`` defines exists here with upstream's default, unless
+astuner deliberately chose otherwise (noted in the key's doc); keys astuner does not act on say so.
+The larger blocks live in ``schema_rollout`` and ``schema_task``. ``docs/config.md`` and
+``astuner/config/default.yaml`` are generated from these classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from astuner.config.base import StrictModel
+from astuner.config.schema_rollout import RolloutConfig
+from astuner.config.schema_task import TaskJudgeConfig, TaskReaderConfig
+
+_TRAINER_ONLY = "accepted for compatibility; not used by astuner's backbones (verl-only upstream)"
+
+
+class ModelConfig(StrictModel):
+    """The policy model."""
+
+    path: str = Field(
+        "/path/to/model/such/as/Qwen/Qwen2___5-14B-Instruct",
+        description="The model to train: a local Hugging Face directory or a hub id (placeholder by default).",
+    )
+
+
+class DataConfig(StrictModel):
+    """Token budgets and batch size."""
+
+    max_prompt_length: int = Field(3000, ge=1, description="Most prompt tokens of one training sample.")
+    max_response_length: int = Field(
+        15000, ge=1,
+        description="Most response tokens of one training sample (longer ones are truncated).",
+    )
+    train_batch_size: int = Field(
+        32, ge=1,
+        description=(
+            "Tasks per training step; samples per step = this * rollout.num_repeat * "
+            "rollout.multi_turn.expected_steps."
+        ),
+    )
+
+
+class DebugConfig(StrictModel):
+    """Settings of the debug backbone, which rolls out a few tasks and never trains."""
+
+    debug_max_parallel: int = Field(16, ge=1, description="Most rollouts the debug backbone runs at once.")
+    debug_first_n_tasks: int = Field(
+        2, ge=1,
+        description="How many tasks (from the start of debug_split) the debug backbone rolls out.",
+    )
+    debug_split: Literal["train", "validation"] = Field(
+        "validation",
+        description="Which task list the debug backbone reads.",
+    )
+    debug_vllm_port: int = Field(
+        18000,
+        description=(
+            "Port of upstream's debug vLLM server; accepted for compatibility; not used by astuner (see "
+            "rollout.engine)."
+        ),
+    )
+    debug_vllm_seed: int = Field(
+        12345,
+        description=(
+            "Seed of upstream's debug vLLM server; accepted for compatibility; not used by astuner (see astuner.seed)."
+        ),
+    )
+    debug_tensor_parallel_size: int = Field(
+        4, ge=1,
+        description=(
+            "TP of upstream's debug vLLM server; accepted for compatibility; not used by astuner (see rollout.engine)."
+        ),
+    )
+
+
+class AlgorithmConfig(StrictModel):
+    """Advantage estimation."""
+
+    task_norm_patch: bool = Field(False, description=f"verl task-normalisation patch; {_TRAINER_ONLY}.")
+    adv_estimator: str = Field("grpo", description="Advantage estimator; astuner implements 'grpo' only.")
+    use_kl_in_reward: bool = Field(False, description=f"Put a KL penalty into the reward; {_TRAINER_ONLY}.")
+
+
+class FsdpConfig(StrictModel):
+    """FSDP offloading."""
+
+    param_offload: bool = Field(True, description=f"Offload parameters to CPU; {_TRAINER_ONLY}.")
+    optimizer_offload: bool = Field(True, description=f"Offload optimizer state to CPU; {_TRAINER_ONLY}.")
+
+
+class OptimConfig(StrictModel):
+    """Optimizer."""
+
+    lr: float = Field(1e-6, gt=0.0, description="Learning rate (Trinity: algorithm.optimizer.lr).")
+
+
+class TrainerCommonConfig(StrictModel):
+    """Training-loop settings shared by the training backbones."""
+
+    val_before_train: bool = Field(False, description="Run validation before the first training step.")
+    val_pass_n: int = Field(4, ge=1, description="n of the pass@n validation metric.")
+    save_freq: int = Field(
+        20, ge=1,
+        description="Save a checkpoint every this many steps (Trinity: trainer.save_interval).",
+    )
+    test_freq: int = Field(20, ge=1, description="Validate every this many steps (Trinity: explorer.eval_interval).")
+    total_epochs: int = Field(50, ge=1, description="Passes over the training tasks (Trinity: buffer.total_epochs).")
+    nnodes: int = Field(1, ge=1, description="Nodes in the cluster (Trinity: cluster.node_num).")
+    n_gpus_per_node: int = Field(8, ge=1, description="GPUs per node (Trinity: cluster.gpu_per_node).")
+    logger: str = Field(
+        "none",
+        description=(
+            "Experiment tracker: 'none' (local files only), 'tensorboard', 'wandb', 'swanlab', ... (Trinity: "
+            "monitor.monitor_type)."
+        ),
+    )
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="Advantage estimation.")
+    mini_batch_num: int = Field(
+        1, ge=1,
+        description="Optimizer updates per training step (the batch is split into this many mini-batches).",
+    )
+    fsdp_config: FsdpConfig = Field(default_factory=FsdpConfig, description="FSDP offloading.")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimizer.")
+    use_kl_loss: bool = Field(
+        True,
+        description="Add a KL-to-reference term to the policy loss (upstream does not map it to Trinity).",
+    )
+    kl_loss_coef: float = Field(0.002, ge=0.0, description="Weight of the KL loss term.")
+    kl_loss_type: str = Field("low_var_kl", description="KL estimator of the KL loss term (e.g. 'low_var_kl', 'k1').")
+    ulysses_sequence_parallel_size: int = Field(
+        1, ge=1,
+        description="Ulysses sequence-parallel size (Trinity: trainer.ulysses_sequence_parallel_size).",
+    )
+    checkpoint_base_dir: str = Field(
+        "./saved_checkpoints",
+        description="Directory for checkpoints (Trinity: checkpoint_root_dir).",
+    )
+
+    @field_validator("logger", mode="before")
+    @classmethod
+    def _logger_from_list(cls, value: Any) -> Any:
+        """Seed-era configs give a list such as [console, swanlab]; the console always logs, so keep the other one."""
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            others = [v for v in value if v != "console"]
+            return others[0] if others else "none"
+        return value
+
+
+class ContextTrackerConfig(StrictModel):
+    """Upstream's context tracker for the classic (non-AgentScope) runner."""
+
+    context_tracker_type: str = Field(
+        "linear",
+        description="Tracker kind; accepted for compatibility; not used by astuner.",
+    )
+    alien_llm_model: str = Field(
+        "qwen3-235b-a22b-instruct-2507",
+        description="Helper LLM of the tracker; accepted for compatibility; not used by astuner.",
+    )
+    alien_llm_response_length: int = Field(
+        512, ge=1,
+        description="Token limit of the helper LLM; accepted for compatibility; not used by astuner.",
+    )
+    max_env_len: int = Field(
+        4096, ge=1,
+        description="Token clip of environment observations; accepted for compatibility; not used by astuner.",
+    )
+
+
+class PythonToolConfig(StrictModel):
+    """Limits of the sandboxed Python tool (execute_python_code)."""
+
+    timeout_s: float = Field(
+        10.0, gt=0.0,
+        description="Wall-clock limit of one code run; the whole process tree is killed after it.",
+    )
+    max_output_chars: int = Field(8192, ge=1, description="stdout and stderr are each cut to this many characters.")
+    memory_mb: int = Field(1024, ge=16, description="Address-space limit of the code's process, in MiB.")
+    isolation: Literal["auto", "bwrap", "process"] = Field(
+        "auto",
+        description=(
+            "'bwrap' (namespaces: no network, read-only host), 'process' (rlimits and a scratch dir only), 'auto' "
+            "(bwrap if usable)."
+        ),
+    )
+
+
+class AstunerConfig(StrictModel):
+    """Everything under the ``astuner:`` (or seed-era ``astune:``) root key."""
+
+    project_name: str = Field(
+        "astune_default_project",
+        description="Project name (Trinity: project; trackers group runs by it).",
+    )
+    experiment_name: str = Field(
+        "read_yaml_name",
+        description="Run name; 'read_yaml_name' means <yaml file name>_<YYYYmmdd_HHMM>; '|' becomes '-'.",
+    )
+    experiment_dir: str = Field(
+        "auto",
+        description="Set at launch to the absolute <exp-dir>/<experiment_name>; 'auto' before that.",
+    )
+    backbone: Literal["debug", "local", "trinity"] = Field(
+        "debug",
+        description="Which backbone runs; set from the command line.",
+    )
+    seed: int = Field(42, description="Seeds task shuffling and sampling, for reproducible runs.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The policy model.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Token budgets and batch size.")
+    rollout: RolloutConfig = Field(
+        default_factory=RolloutConfig,
+        description="Workflow, sampling and engine of rollouts.",
+    )
+    task_reader: TaskReaderConfig = Field(default_factory=TaskReaderConfig, description="Where tasks come from.")
+    task_judge: TaskJudgeConfig = Field(default_factory=TaskJudgeConfig, description="How rollouts are scored.")
+    python_tool: PythonToolConfig = Field(
+        default_factory=PythonToolConfig,
+        description="Limits of the sandboxed Python tool.",
+    )
+    debug: DebugConfig = Field(default_factory=DebugConfig, description="The debug backbone.")
+    trainer_common: TrainerCommonConfig = Field(
+        default_factory=TrainerCommonConfig,
+        description="Training-loop settings.",
+    )
+    context_tracker: ContextTrackerConfig = Field(
+        default_factory=ContextTrackerConfig,
+        description="Upstream's classic-runner context tracker.",
+    )
+    execute_test: bool = Field(
+        False,
+        description="Upstream's robot-test switch; accepted for compatibility; not used by astuner.",
+    )
+    execute_testing_lambda: str = Field(
+        "",
+        description=(
+            "Upstream's robot-test probe (`module->function`); accepted for compatibility; not used by astuner."
+        ),
+    )
+
+
+class Config(StrictModel):
+    """A whole astuner config file: the ``astuner`` settings plus a free ``trinity`` block."""
+
+    astuner: AstunerConfig = Field(default_factory=AstunerConfig, description="astuner's own settings.")
+    trinity: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Free-form Trinity-RFT config, passed through by the trinity backbone; other backbones ignore it.",
+    )

@@ -1,0 +1,285 @@
+"""The ``astuner.task_reader`` and ``astuner.task_judge`` blocks: where tasks come from, how rollouts are scored.
+
+astuner's defaults point at GSM8K and the exact-match math judge, so the math tutorial needs no
+reader or judge keys; upstream defaulted to an AppWorld environment service.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from astuner.config.base import StrictModel
+
+_SERVICE_NOTE = "accepted for compatibility; not used by astuner (no such reader yet)"
+
+
+class FilePathConfig(StrictModel):
+    """One split's file."""
+
+    file_path: str = Field("", description="Path of the JSONL file (relative to the working directory or absolute).")
+
+
+class JsonlDatasetFileConfig(StrictModel):
+    """Tasks from JSONL files, one JSON object per line (type 'jsonl_dataset_file', old name 'dataset_file')."""
+
+    training: FilePathConfig = Field(
+        default_factory=lambda: FilePathConfig(file_path="/path/to/training/data.jsonl"),
+        description="The training split's file.",
+    )
+    validation: FilePathConfig = Field(
+        default_factory=lambda: FilePathConfig(file_path="/path/to/validation/data.jsonl"),
+        description="The validation split's file.",
+    )
+
+
+class EnvServiceConfig(StrictModel):
+    """Tasks served by an HTTP environment service such as AppWorld (type 'env_service')."""
+
+    env_type: str = Field("appworld", description=f"Environment name the service hosts; {_SERVICE_NOTE}.")
+    env_url: str = Field("http://127.0.0.1:8080", description=f"Base URL of the environment service; {_SERVICE_NOTE}.")
+    env_action_preference: Literal["code", "text", "box"] = Field(
+        "code",
+        description=f"Action format the environment expects; {_SERVICE_NOTE}.",
+    )
+    training_split: str = Field("train", description=f"Split name for training tasks; {_SERVICE_NOTE}.")
+    validation_split: str = Field("dev", description=f"Split name for validation tasks; {_SERVICE_NOTE}.")
+
+
+class HuggingfaceDatRepoConfig(StrictModel):
+    """Tasks from a Hugging Face dataset (hub id or local directory; type 'huggingface_dat_repo')."""
+
+    dataset_path: str = Field("openai/gsm8k", description="Hub id or local directory of the dataset.")
+    dataset_name: str = Field(
+        "main",
+        description="The dataset's config name (GSM8K: 'main' or 'socratic'); empty for none.",
+    )
+    training_split: str = Field("train", description="Split used for training tasks.")
+    validation_split: str = Field("test", description="Split used for validation tasks (and by the debug backbone).")
+
+
+def _training_file(path: str) -> JsonlDatasetFileConfig:
+    """Upstream's nested file blocks name only a training file; the validation one keeps its placeholder."""
+    return JsonlDatasetFileConfig(training=FilePathConfig(file_path=path))
+
+
+class DocumentReaderConfig(StrictModel):
+    """Documents that seed task generation."""
+
+    document_path: list[str] = Field(
+        default_factory=lambda: ["dataset/document/your-document1.pdf", "dataset/document/your-document2.pdf"],
+        description="Document files to generate tasks from; accepted for compatibility; not used by astuner.",
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: ["eng"],
+        description="Document languages; accepted for compatibility; not used by astuner.",
+    )
+
+
+class QueryReaderConfig(StrictModel):
+    """Seed queries for task generation."""
+
+    type: str = Field(
+        "dataset_file",
+        description="Reader type of the seed queries; accepted for compatibility; not used by astuner.",
+    )
+    dataset_file: JsonlDatasetFileConfig = Field(
+        default_factory=lambda: _training_file("dataset/jsonl/your-queries.jsonl"),
+        description="Seed-query files; accepted for compatibility; not used by astuner.",
+    )
+
+
+class SamplingParamsConfig(StrictModel):
+    """Sampling of the task-generation LLM."""
+
+    temperature: float = Field(
+        0.0,
+        description="Temperature of the generation LLM; accepted for compatibility; not used by astuner.",
+    )
+
+
+class FilterParamsConfig(StrictModel):
+    """Parameters of the generated-task filter."""
+
+    similarity_threshold: float = Field(
+        0.8,
+        description="Tasks more similar than this are duplicates; accepted for compatibility; not used by astuner.",
+    )
+    db_path: str = Field(
+        "./.similarity_db",
+        description="Embedding database path; accepted for compatibility; not used by astuner.",
+    )
+    model: str = Field(
+        "text-embedding-v4",
+        description="Embedding model; accepted for compatibility; not used by astuner.",
+    )
+    api_key: str | None = Field(
+        None,
+        description="Embedding API key (null: from the environment); accepted for compatibility; not used by astuner.",
+    )
+    base_url: str = Field(
+        "https://dashscope.aliyuncs.com/compatible-mode/v1",
+        description="Embedding API base URL; accepted for compatibility; not used by astuner.",
+    )
+
+
+class FilterConfig(StrictModel):
+    """De-duplication of generated tasks."""
+
+    type: str = Field("deduplication", description="Filter kind; accepted for compatibility; not used by astuner.")
+    enabled: bool = Field(True, description="Whether the filter runs; accepted for compatibility; not used by astuner.")
+    params: FilterParamsConfig = Field(default_factory=FilterParamsConfig, description="Filter parameters.")
+
+
+class DataGenerationConfig(StrictModel):
+    """LLM-generated tasks (type 'data_generation'); upstream feature, not implemented in astuner."""
+
+    document_reader: DocumentReaderConfig = Field(default_factory=DocumentReaderConfig, description="Source documents.")
+    query_reader: QueryReaderConfig = Field(default_factory=QueryReaderConfig, description="Seed queries.")
+    task_num: int = Field(10, ge=0, description="Tasks to generate; accepted for compatibility; not used by astuner.")
+    llm_model: str = Field("qwen-long", description="Generation LLM; accepted for compatibility; not used by astuner.")
+    llm_response_length: int = Field(
+        8192, ge=1,
+        description="Token limit of the generation LLM; accepted for compatibility; not used by astuner.",
+    )
+    num_workers: int = Field(
+        32, ge=1,
+        description="Generation threads; accepted for compatibility; not used by astuner.",
+    )
+    sampling_params: SamplingParamsConfig = Field(
+        default_factory=SamplingParamsConfig,
+        description="Generation sampling.",
+    )
+    filter: FilterConfig = Field(default_factory=FilterConfig, description="Generated-task filter.")
+
+
+TaskReaderType = Literal[
+    "huggingface_dat_repo", "jsonl_dataset_file", "dataset_file", "env_service", "data_generation", "random_dummy"
+]
+
+
+class TaskReaderConfig(StrictModel):
+    """Where training and validation tasks come from."""
+
+    renamed_keys = {"dataset_file": "jsonl_dataset_file"}
+
+    type: TaskReaderType = Field(
+        "huggingface_dat_repo",
+        description="Reader kind; the seed-era 'dataset_file' is accepted and normalised to 'jsonl_dataset_file'.",
+    )
+    shuffle: bool = Field(True, description="Shuffle the task lists with astuner.seed (reproducible order).")
+    jsonl_dataset_file: JsonlDatasetFileConfig = Field(
+        default_factory=JsonlDatasetFileConfig,
+        description="JSONL files (type 'jsonl_dataset_file'); old block name: dataset_file.",
+    )
+    env_service: EnvServiceConfig = Field(
+        default_factory=EnvServiceConfig,
+        description="Environment service (type 'env_service').",
+    )
+    huggingface_dat_repo: HuggingfaceDatRepoConfig = Field(
+        default_factory=HuggingfaceDatRepoConfig, description="Hugging Face dataset (type 'huggingface_dat_repo')."
+    )
+    data_generation: DataGenerationConfig = Field(
+        default_factory=DataGenerationConfig, description="LLM task generation (type 'data_generation')."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _normalise_type(cls, value: str) -> str:
+        """Readers look for one name only; the seed docs still say 'dataset_file'."""
+        return "jsonl_dataset_file" if value == "dataset_file" else value
+
+
+class BadCasePenaltiesConfig(StrictModel):
+    """Reward penalties for the bad cases the math tutorial names (0 = only count them)."""
+
+    malformed_tool_call: float = Field(
+        0.0, ge=0.0,
+        description="Subtracted when a rollout emits an unparsable <tool_call>.",
+    )
+    empty_tool_stdout: float = Field(0.0, ge=0.0, description="Subtracted when a rollout's tool call printed nothing.")
+    answer_before_tool_response: float = Field(
+        0.0, ge=0.0,
+        description="Subtracted when a final answer comes in the same turn as a tool call, before its response.",
+    )
+
+
+class RubricsAutoGraderConfig(StrictModel):
+    """Upstream's rubric-generating auto grader (judge_type 'rubrics_auto_grader'); not implemented in astuner."""
+
+    model_name: str = Field("qwen-max", description="Grader LLM; accepted for compatibility; not used by astuner.")
+    grader_mode: str = Field("pointwise", description="Grading mode; accepted for compatibility; not used by astuner.")
+    language: str = Field("en", description="Rubric language; accepted for compatibility; not used by astuner.")
+    query_specific_generate_number: int = Field(
+        1,
+        description="Rubrics generated per query; accepted for compatibility; not used by astuner.",
+    )
+    enable_categorization: bool = Field(
+        False,
+        description="Group rubrics into categories; accepted for compatibility; not used by astuner.",
+    )
+    categories_number: int = Field(
+        5,
+        description="Number of rubric categories; accepted for compatibility; not used by astuner.",
+    )
+    grader_name: str = Field("auto_grader", description="Grader name; accepted for compatibility; not used by astuner.")
+    query_field: str = Field(
+        "main_query",
+        description="Task field holding the query; accepted for compatibility; not used by astuner.",
+    )
+    answer_field: str = Field(
+        "final_answer",
+        description="Judge-input field holding the answer; accepted for compatibility; not used by astuner.",
+    )
+    reference_field: str = Field(
+        "answer",
+        description="Task metadata field holding the reference; accepted for compatibility; not used by astuner.",
+    )
+    custom_evaluation_prompt: Any = Field(
+        None,
+        description="Custom grading prompt (null for the built-in); accepted for compatibility; not used by astuner.",
+    )
+    input_data_type: str = Field(
+        "dataset_file",
+        description="Where rubric examples come from; accepted for compatibility; not used by astuner.",
+    )
+    dataset_file: JsonlDatasetFileConfig = Field(
+        default_factory=lambda: _training_file("tutorial/example_rm_auto_grader/rubrics_train.jsonl"),
+        description="Rubric example files; accepted for compatibility; not used by astuner.",
+    )
+    min_score: float = Field(0, description="Lowest pointwise score; accepted for compatibility; not used by astuner.")
+    max_score: float = Field(1, description="Highest pointwise score; accepted for compatibility; not used by astuner.")
+
+
+class TaskJudgeConfig(StrictModel):
+    """How a finished rollout becomes a reward."""
+
+    judge_type: Literal["customized_protocol", "rubrics_auto_grader"] = Field(
+        "customized_protocol",
+        description="'customized_protocol' runs judge_protocol; 'rubrics_auto_grader' is accepted but not implemented.",
+    )
+    judge_protocol: str = Field(
+        "astuner.task_judge.math_answer_as_judge->MathAnswerAsJudge",
+        description="`module->Class` (or `path/file.py->Class`) of the judge; `astune.` paths resolve to `astuner.`.",
+    )
+    alien_llm_model: str = Field("qwen3-235b-a22b-instruct-2507", description="Helper LLM of LLM-as-judge judges.")
+    alien_llm_response_length: int = Field(512, ge=1, description="Most tokens the helper LLM may answer with.")
+    alien_llm_base_url: str = Field(
+        "https://dashscope.aliyuncs.com/compatible-mode/v1", description="OpenAI-compatible base URL of the helper LLM."
+    )
+    alien_llm_api_key_env: str = Field(
+        "DASHSCOPE_API_KEY",
+        description="Environment variable holding the helper LLM's API key.",
+    )
+    alien_llm_max_retries: int = Field(
+        4, ge=0,
+        description="Most attempts at one helper-LLM request before the judge gives up (upstream made 4).",
+    )
+    alien_llm_timeout_s: float = Field(60.0, gt=0.0, description="Seconds to wait for one helper-LLM answer.")
+    bad_case_penalties: BadCasePenaltiesConfig = Field(
+        default_factory=BadCasePenaltiesConfig, description="Penalties subtracted from the reward per bad case."
+    )
+    rubrics_auto_grader: RubricsAutoGraderConfig = Field(
+        default_factory=RubricsAutoGraderConfig, description="Auto-grader settings (judge_type 'rubrics_auto_grader')."
+    )

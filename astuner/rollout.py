@@ -1,0 +1,188 @@
+"""One rollout and one group: run the workflow, judge it, flag bad cases, build samples.
+
+Every backbone rolls out through ``Rollouts``. A rollout that raises (a bug in workflow or judge
+code, an unreachable LLM judge) is retried ``rollout.max_rollout_retries`` times, then returned
+with ``error`` set and no samples: the caller counts it and drops it from the step, never
+silently. A malformed model output is never an error here: the proxy turns it into text the
+agent sees and a counted bad case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from astuner.chat_template import ChatTemplate
+from astuner.engine.base import Engine
+from astuner.model_tuner import ModelTuner, ProxySettings
+from astuner.samples import SampleStats, build_samples
+from astuner.schema import Sample, Task, WorkflowOutput, WorkflowTask
+from astuner.task_judge.bad_cases import BAD_CASES, apply_penalties, detect_bad_cases
+from astuner.task_judge.madness import detect_madness
+from astuner.tool.limits import ToolLimits, use_limits
+from astuner.workflow import run_workflow
+
+
+@dataclass
+class RolloutResult:
+    """What one rollout produced; ``error`` is set (and ``samples`` empty) when it failed."""
+
+    task_id: str
+    repeat_index: int
+    rollout_id: str
+    reward: float = 0.0
+    raw_reward: float = 0.0
+    is_success: bool = False
+    final_answer: Any = None
+    bad_cases: dict[str, bool] = field(default_factory=dict)
+    madness: dict[str, bool] = field(default_factory=dict)
+    messages: list[dict] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    stats: SampleStats = field(default_factory=SampleStats)
+    num_calls: int = 0
+    num_tool_calls: int = 0
+    timeline_breaks: int = 0
+    context_overflow: bool = False
+    attempts: int = 1
+    error: str | None = None
+
+
+class Rollouts:
+    """Runs rollouts of one configured workflow + judge against one engine."""
+
+    def __init__(self, config: Any, engine: Engine, template: ChatTemplate, workflow_cls: type, judge: Any) -> None:
+        self.config = config
+        self.engine = engine
+        self.template = template
+        self.workflow_cls = workflow_cls
+        self.judge = judge
+        a = config.astuner
+        r = a.rollout
+        self.settings = ProxySettings(
+            temperature=r.temperature,
+            top_p=r.top_p,
+            max_model_len=r.max_model_len,
+            max_response_length_in_one_turn=r.max_response_length_in_one_turn,
+            seed=a.seed,
+        )
+        t = a.python_tool
+        self.tool_limits = ToolLimits(
+            timeout_s=t.timeout_s, max_output_chars=t.max_output_chars, memory_mb=t.memory_mb, isolation=t.isolation
+        )
+
+    async def run_group(self, task: Task, num_repeat: int, semaphore: asyncio.Semaphore | None = None) -> list[RolloutResult]:
+        """``num_repeat`` rollouts of one task, concurrently (bounded by ``semaphore``)."""
+
+        async def one(i: int) -> RolloutResult:
+            if semaphore is None:
+                return await self.run(task, i)
+            async with semaphore:
+                return await self.run(task, i)
+
+        return list(await asyncio.gather(*(one(i) for i in range(num_repeat))))
+
+    async def run(self, task: Task, repeat_index: int) -> RolloutResult:
+        retries = self.config.astuner.rollout.max_rollout_retries
+        result = None
+        for attempt in range(retries + 1):
+            result = await self._attempt(task, repeat_index)
+            result.attempts = attempt + 1
+            if result.error is None:
+                break
+        return result
+
+    async def _attempt(self, task: Task, repeat_index: int) -> RolloutResult:
+        wt = WorkflowTask(task=task, repeat_index=repeat_index)
+        result = RolloutResult(task_id=task.task_id, repeat_index=repeat_index, rollout_id=wt.task_tag)
+        context = {
+            "task_id": task.task_id,
+            "query": task.main_query or (task.first_messages()[-1].get("content", "")),
+            "rollout_id": wt.task_tag,
+        }
+        tuner = ModelTuner(self.engine, self.template, self.settings, context=context)
+        try:
+            with use_limits(self.tool_limits):
+                output = await run_workflow(self.workflow_cls, wt, tuner, self.config)
+            raw_reward, is_success = self._judge(wt, output, tuner)
+        except Exception as exc:  # counted and dropped by the caller; the traceback is kept for the log
+            result.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            _fill_from_tuner(result, tuner)
+            return result
+        _fill_from_tuner(result, tuner)
+        a = self.config.astuner
+        result.final_answer = output.metadata.get("final_answer")
+        result.bad_cases = detect_bad_cases(tuner.calls, result.messages)
+        result.madness = detect_madness(tuner.calls, list(a.rollout.compute_madness_checklist))
+        penalties = a.task_judge.bad_case_penalties
+        penalties = penalties.model_dump() if hasattr(penalties, "model_dump") else dict(penalties)
+        reward = apply_penalties(raw_reward, result.bad_cases, penalties)
+        if any(result.madness.values()):
+            reward = a.rollout.agent_madness_reward
+        result.raw_reward, result.reward, result.is_success = float(raw_reward), float(reward), bool(is_success)
+        result.samples, result.stats = build_samples(
+            tuner.calls,
+            reward=result.reward,
+            group_id=task.task_id,
+            rollout_id=wt.task_tag,
+            max_sample_per_task=a.rollout.multi_turn.max_sample_per_task,
+            max_response_length=a.data.max_response_length,
+            seed=a.seed,
+        )
+        return result
+
+    def _judge(self, wt: WorkflowTask, output: WorkflowOutput, tuner: ModelTuner) -> tuple[float, bool]:
+        if output.reward is not None:
+            if isinstance(output.reward, list):
+                raise TypeError("step rewards (a list) are not supported; return one float reward")
+            return float(output.reward), bool(output.is_success)
+        judge_input = {
+            "workflow_task": wt,
+            "task_core_arg": wt,
+            "env": wt.gym_env,
+            "grouped_steps": tuner.grouped_steps,
+            **output.metadata,
+        }
+        params = inspect.signature(self.judge.compute_reward).parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(positional) == 2:
+            raw, ok = self.judge.compute_reward(wt, output)
+        else:
+            raw, ok = self.judge.compute_reward(judge_input)
+        return float(raw), bool(ok)
+
+
+def _fill_from_tuner(result: RolloutResult, tuner: ModelTuner) -> None:
+    result.num_calls = len(tuner.calls)
+    result.num_tool_calls = sum(
+        1 for c in tuner.calls for tc in c.parsed_tool_calls if tc["name"] not in ("generate_response",)
+    )
+    result.timeline_breaks = tuner.timeline_breaks
+    result.context_overflow = tuner.context_overflow
+    result.messages = tuner.grouped_steps[-1] if tuner.calls else []
+
+
+def summarize(results: list[RolloutResult]) -> dict[str, Any]:
+    """Success rate, mean reward, tool calls and each bad case's count over finished rollouts."""
+    ok = [r for r in results if r.error is None]
+    n = len(ok)
+    summary: dict[str, Any] = {
+        "rollouts": len(results),
+        "failed_rollouts": len(results) - n,
+        "success_rate": sum(r.is_success for r in ok) / n if n else 0.0,
+        "reward_mean": sum(r.reward for r in ok) / n if n else 0.0,
+        "tool_calls_per_rollout": sum(r.num_tool_calls for r in ok) / n if n else 0.0,
+        "llm_calls_per_rollout": sum(r.num_calls for r in ok) / n if n else 0.0,
+        "samples": sum(len(r.samples) for r in ok),
+        "timeline_breaks": sum(r.timeline_breaks for r in ok),
+        "context_overflow": sum(r.context_overflow for r in ok),
+        "truncated_samples": sum(r.stats.truncated_samples for r in ok),
+        "generated_tokens": sum(r.stats.generated_tokens for r in ok),
+    }
+    for name in BAD_CASES:
+        summary[f"bad_case/{name}"] = sum(bool(r.bad_cases.get(name)) for r in ok)
+    for name in sorted({k for r in ok for k in r.madness}):
+        summary[f"madness/{name}"] = sum(bool(r.madness.get(name)) for r in ok)
+    return summary

@@ -1,0 +1,74 @@
+"""Hermes-style tool calls: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` in text.
+
+A completion is split into its plain text and its tool calls. Near-JSON (single quotes, trailing
+commas, a missing closing brace) is repaired with ``json_repair``; a block that still does not
+yield ``{"name": str, "arguments": dict}`` is *malformed*: it stays in the text, so the agent sees
+what it wrote, and the caller counts it as a bad case. Parsing never raises on model output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import json_repair
+
+_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
+
+
+@dataclass
+class ParsedCompletion:
+    text: str
+    tool_calls: list[dict] = field(default_factory=list)
+    malformed: bool = False
+
+
+def parse_tool_calls(completion: str) -> ParsedCompletion:
+    """Split ``completion`` into text and well-formed tool calls (``{"name", "arguments"}``)."""
+    if "<tool_call>" not in completion:
+        return ParsedCompletion(completion.strip())
+    calls: list[dict] = []
+    kept: list[str] = []
+    malformed = False
+    pos = 0
+    for m in _BLOCK.finditer(completion):
+        kept.append(completion[pos:m.start()])
+        call = _parse_one(m.group(1))
+        if call is None:
+            malformed = True
+            kept.append(m.group(0))
+        else:
+            calls.append(call)
+        pos = m.end()
+    kept.append(completion[pos:])
+    text = "".join(kept)
+    if "</tool_call>" in text and "<tool_call>" not in text:
+        malformed = True
+    return ParsedCompletion(text.strip(), calls, malformed)
+
+
+def _parse_one(body: str) -> dict | None:
+    body = body.strip()
+    if not body:
+        return None
+    try:
+        obj: Any = json.loads(body)
+    except json.JSONDecodeError:
+        try:
+            obj = json_repair.loads(body)
+        except Exception:  # json_repair raises assorted errors on garbage; garbage is malformed
+            return None
+    if not isinstance(obj, dict):
+        return None
+    name = obj.get("name")
+    args = obj.get("arguments", obj.get("parameters", {}))
+    if isinstance(args, str):
+        try:
+            args = json_repair.loads(args) if args.strip() else {}
+        except Exception:
+            return None
+    if not isinstance(name, str) or not name or not isinstance(args, dict):
+        return None
+    return {"name": name, "arguments": args}

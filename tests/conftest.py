@@ -1,0 +1,47 @@
+"""Shared fixtures: real Qwen tokenizers (when present), the tiny model, a replaying engine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("AGENTSCOPE_DISABLE_CONSOLE_OUTPUT", "true")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_path(env: str, relative: str) -> Path:
+    """A shared data folder: from ``env`` if set, else ``../shared/<relative>`` next to the repo."""
+    value = os.environ.get(env)
+    return Path(value) if value else REPO.parent / "shared" / relative
+
+
+def tokenizer_dir(name: str) -> Path:
+    path = shared_path("ASTUNER_TEST_TOKENIZERS", "tokenizers") / name
+    if not (path / "tokenizer.json").exists():
+        pytest.skip(f"real {name} tokenizer not found at {path} (set ASTUNER_TEST_TOKENIZERS)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def qwen25_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tokenizer_dir("qwen2_5")))
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tokenizer_dir("qwen3")))
+
+
+@pytest.fixture(scope="session")
+def gsm8k_dir() -> Path:
+    path = shared_path("ASTUNER_TEST_GSM8K", "data/gsm8k")
+    if not path.exists():
+        pytest.skip(f"GSM8K not found at {path} (set ASTUNER_TEST_GSM8K)")
+    return path
