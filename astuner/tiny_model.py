@@ -295,7 +295,15 @@ def build_tiny_model(
     out.mkdir(parents=True, exist_ok=True)
     marker_path.unlink(missing_ok=True)
     tokenizer.save_pretrained(out)
-    model.save_pretrained(out)
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(out)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     marker_path.write_text(json.dumps(marker, indent=2) + "\n")
     return out
 

@@ -28,7 +28,7 @@ class ParsedCompletion:
 def parse_tool_calls(completion: str) -> ParsedCompletion:
     """Split ``completion`` into text and well-formed tool calls (``{"name", "arguments"}``)."""
     if "<tool_call>" not in completion:
-        return ParsedCompletion(completion.strip())
+        return ParsedCompletion(completion.strip(), malformed="</tool_call>" in completion)
     calls: list[dict] = []
     kept: list[str] = []
     malformed = False

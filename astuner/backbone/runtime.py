@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from astuner.chat_template import ChatTemplate
+from astuner.chat_template import ChatTemplate, ChatTemplateError
 from astuner.engine import build_engine
-from astuner.engine.base import Engine
+from astuner.engine.base import Engine, EngineError
 from astuner.resolve import resolve
 from astuner.rollout import Rollouts
 
@@ -50,13 +50,19 @@ def model_path(path: str) -> str:
 
 def build_runtime(config: Any) -> Runtime:
     a = config.astuner
-    path = model_path(a.model.path)
-    tokenizer = _load_tokenizer(path)
-    template = ChatTemplate(tokenizer)
     workflow_cls = _resolve_key("astuner.rollout.agentscope_workflow", a.rollout.agentscope_workflow)
     judge_cls = _resolve_key("astuner.task_judge.judge_protocol", a.task_judge.judge_protocol)
     judge = judge_cls(config)
-    engine = build_engine(a.rollout.engine, path, tokenizer, template.turn.end_of_turn_id, seed=a.seed)
+    path = model_path(a.model.path)
+    tokenizer = _load_tokenizer(path)
+    try:
+        template = ChatTemplate(tokenizer)
+    except ChatTemplateError as exc:
+        raise SetupError(f"astuner.model.path: {exc}") from exc
+    try:
+        engine = build_engine(a.rollout.engine, path, tokenizer, template.turn.end_of_turn_id, seed=a.seed)
+    except (ValueError, EngineError) as exc:
+        raise SetupError(f"astuner.rollout.engine: {exc}") from exc
     return Runtime(tokenizer, template, engine, Rollouts(config, engine, template, workflow_cls, judge), path)
 
 

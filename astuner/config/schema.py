@@ -24,23 +24,36 @@ class ModelConfig(StrictModel):
 
     path: str = Field(
         "/path/to/model/such/as/Qwen/Qwen2___5-14B-Instruct",
-        description="The model to train: a local Hugging Face directory or a hub id (placeholder by default).",
+        description=(
+            "The model to train: a local Hugging Face directory, a Hub id or astuner://tiny; the debug backbone loads "
+            "its tokenizer (and, with the transformers engine, its weights) from it. Placeholder by default."
+        ),
     )
 
 
 class DataConfig(StrictModel):
     """Token budgets and batch size."""
 
-    max_prompt_length: int = Field(3000, ge=1, description="Most prompt tokens of one training sample.")
+    max_prompt_length: int = Field(
+        3000, ge=1,
+        description=(
+            "Most prompt tokens of one training sample; only checked when the config loads (with "
+            "max_response_length it must fit rollout.max_model_len); prompts are not cut to it yet (planned for the "
+            "local/trinity backbone)."
+        ),
+    )
     max_response_length: int = Field(
         15000, ge=1,
-        description="Most response tokens of one training sample (longer ones are truncated).",
+        description=(
+            "Most response tokens of one training sample: the sample builder cuts a longer sample there and marks "
+            "it truncated; also checked against rollout.max_model_len when the config loads."
+        ),
     )
     train_batch_size: int = Field(
         32, ge=1,
         description=(
-            "Tasks per training step; samples per step = this * rollout.num_repeat * "
-            "rollout.multi_turn.expected_steps."
+            "Tasks per training step (samples per step = this * rollout.num_repeat * "
+            "rollout.multi_turn.expected_steps); accepted for compatibility; not used yet (planned for the local/trinity backbone)."
         ),
     )
 
@@ -48,32 +61,34 @@ class DataConfig(StrictModel):
 class DebugConfig(StrictModel):
     """Settings of the debug backbone, which rolls out a few tasks and never trains."""
 
-    debug_max_parallel: int = Field(16, ge=1, description="Most rollouts the debug backbone runs at once.")
+    debug_max_parallel: int = Field(16, ge=1, description="debug backbone: most rollouts it runs at once.")
     debug_first_n_tasks: int = Field(
         2, ge=1,
-        description="How many tasks (from the start of debug_split) the debug backbone rolls out.",
+        description="debug backbone: how many tasks (from the start of debug_split, after shuffling) it rolls out.",
     )
     debug_split: Literal["train", "validation"] = Field(
         "validation",
-        description="Which task list the debug backbone reads.",
+        description="debug backbone: which task list it reads ('validation' falls back to 'train' when empty).",
     )
     debug_vllm_port: int = Field(
         18000,
         description=(
-            "Port of upstream's debug vLLM server; accepted for compatibility; not used by astuner (see "
-            "rollout.engine)."
+            "Port of upstream's debug vLLM server; accepted for compatibility; not used (the debug backbone "
+            "generates with rollout.engine)."
         ),
     )
     debug_vllm_seed: int = Field(
         12345,
         description=(
-            "Seed of upstream's debug vLLM server; accepted for compatibility; not used by astuner (see astuner.seed)."
+            "Seed of upstream's debug vLLM server; accepted for compatibility; not used (sampling is seeded from "
+            "astuner.seed)."
         ),
     )
     debug_tensor_parallel_size: int = Field(
         4, ge=1,
         description=(
-            "TP of upstream's debug vLLM server; accepted for compatibility; not used by astuner (see rollout.engine)."
+            "Tensor-parallel size of upstream's debug vLLM server; accepted for compatibility; not used (see "
+            "rollout.engine)."
         ),
     )
 
@@ -82,7 +97,9 @@ class AlgorithmConfig(StrictModel):
     """Advantage estimation."""
 
     task_norm_patch: bool = Field(False, description=f"verl task-normalisation patch; {_TRAINER_ONLY}.")
-    adv_estimator: str = Field("grpo", description="Advantage estimator; astuner implements 'grpo' only.")
+    adv_estimator: str = Field(
+        "grpo", description="Advantage estimator (only 'grpo' is planned); accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+    )
     use_kl_in_reward: bool = Field(False, description=f"Put a KL penalty into the reward; {_TRAINER_ONLY}.")
 
 
@@ -96,49 +113,72 @@ class FsdpConfig(StrictModel):
 class OptimConfig(StrictModel):
     """Optimizer."""
 
-    lr: float = Field(1e-6, gt=0.0, description="Learning rate (Trinity: algorithm.optimizer.lr).")
+    lr: float = Field(
+        1e-6, gt=0.0, description="Learning rate (Trinity: algorithm.optimizer.lr); accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+    )
 
 
 class TrainerCommonConfig(StrictModel):
     """Training-loop settings shared by the training backbones."""
 
-    val_before_train: bool = Field(False, description="Run validation before the first training step.")
-    val_pass_n: int = Field(4, ge=1, description="n of the pass@n validation metric.")
+    val_before_train: bool = Field(
+        False, description="Run validation before the first training step; accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+    )
+    val_pass_n: int = Field(4, ge=1, description="n of the pass@n validation metric; accepted for compatibility; not used yet (planned for the local/trinity backbone).")
     save_freq: int = Field(
         20, ge=1,
-        description="Save a checkpoint every this many steps (Trinity: trainer.save_interval).",
+        description="Save a checkpoint every this many steps (Trinity: trainer.save_interval); accepted for compatibility; not used yet (planned for the local/trinity backbone).",
     )
-    test_freq: int = Field(20, ge=1, description="Validate every this many steps (Trinity: explorer.eval_interval).")
-    total_epochs: int = Field(50, ge=1, description="Passes over the training tasks (Trinity: buffer.total_epochs).")
-    nnodes: int = Field(1, ge=1, description="Nodes in the cluster (Trinity: cluster.node_num).")
-    n_gpus_per_node: int = Field(8, ge=1, description="GPUs per node (Trinity: cluster.gpu_per_node).")
+    test_freq: int = Field(
+        20, ge=1, description="Validate every this many steps (Trinity: explorer.eval_interval); accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+    )
+    total_epochs: int = Field(
+        50, ge=1, description="Passes over the training tasks (Trinity: buffer.total_epochs); accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+    )
+    nnodes: int = Field(1, ge=1, description="Nodes in the cluster (Trinity: cluster.node_num); accepted for compatibility; not used yet (planned for the trinity backbone).")
+    n_gpus_per_node: int = Field(
+        8, ge=1, description="GPUs per node (Trinity: cluster.gpu_per_node); accepted for compatibility; not used yet (planned for the trinity backbone)."
+    )
     logger: str = Field(
         "none",
         description=(
             "Experiment tracker: 'none' (local files only), 'tensorboard', 'wandb', 'swanlab', ... (Trinity: "
-            "monitor.monitor_type)."
+            "monitor.monitor_type); accepted for compatibility; not used yet (planned for the local/trinity backbone); the debug backbone only writes local files."
         ),
     )
-    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="Advantage estimation.")
+    algorithm: AlgorithmConfig = Field(
+        default_factory=AlgorithmConfig, description="Advantage estimation; no key in it is used yet."
+    )
     mini_batch_num: int = Field(
         1, ge=1,
-        description="Optimizer updates per training step (the batch is split into this many mini-batches).",
+        description=(
+            "Optimizer updates per training step (the batch is split into this many mini-batches); "
+            "accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+        ),
     )
-    fsdp_config: FsdpConfig = Field(default_factory=FsdpConfig, description="FSDP offloading.")
-    optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimizer.")
+    fsdp_config: FsdpConfig = Field(default_factory=FsdpConfig, description="FSDP offloading; not used.")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimizer; not used yet.")
     use_kl_loss: bool = Field(
         True,
-        description="Add a KL-to-reference term to the policy loss (upstream does not map it to Trinity).",
+        description=(
+            "Add a KL-to-reference term to the policy loss (upstream does not map it to Trinity); "
+            "accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+        ),
     )
-    kl_loss_coef: float = Field(0.002, ge=0.0, description="Weight of the KL loss term.")
-    kl_loss_type: str = Field("low_var_kl", description="KL estimator of the KL loss term (e.g. 'low_var_kl', 'k1').")
+    kl_loss_coef: float = Field(0.002, ge=0.0, description="Weight of the KL loss term; accepted for compatibility; not used yet (planned for the local/trinity backbone).")
+    kl_loss_type: str = Field(
+        "low_var_kl",
+        description="KL estimator of the KL loss term (e.g. 'low_var_kl', 'k1'); accepted for compatibility; not used yet (planned for the local/trinity backbone).",
+    )
     ulysses_sequence_parallel_size: int = Field(
         1, ge=1,
-        description="Ulysses sequence-parallel size (Trinity: trainer.ulysses_sequence_parallel_size).",
+        description=(
+            "Ulysses sequence-parallel size (Trinity: trainer.ulysses_sequence_parallel_size); accepted for compatibility; not used yet (planned for the trinity backbone)."
+        ),
     )
     checkpoint_base_dir: str = Field(
         "./saved_checkpoints",
-        description="Directory for checkpoints (Trinity: checkpoint_root_dir).",
+        description="Directory for checkpoints (Trinity: checkpoint_root_dir); accepted for compatibility; not used yet (planned for the local/trinity backbone).",
     )
 
     @field_validator("logger", mode="before")
@@ -156,19 +196,25 @@ class ContextTrackerConfig(StrictModel):
 
     context_tracker_type: str = Field(
         "linear",
-        description="Tracker kind; accepted for compatibility; not used by astuner.",
+        description="Tracker kind; accepted for compatibility; not used (astuner has no classic runner).",
     )
     alien_llm_model: str = Field(
         "qwen3-235b-a22b-instruct-2507",
-        description="Helper LLM of the tracker; accepted for compatibility; not used by astuner.",
+        description=(
+            "Helper LLM of the tracker; accepted for compatibility; not used (the LLM judge reads "
+            "task_judge.alien_llm_model)."
+        ),
     )
     alien_llm_response_length: int = Field(
         512, ge=1,
-        description="Token limit of the helper LLM; accepted for compatibility; not used by astuner.",
+        description=(
+            "Token limit of the tracker's helper LLM; accepted for compatibility; not used (the LLM judge reads "
+            "task_judge.alien_llm_response_length)."
+        ),
     )
     max_env_len: int = Field(
         4096, ge=1,
-        description="Token clip of environment observations; accepted for compatibility; not used by astuner.",
+        description="Token clip of environment observations; accepted for compatibility; not used.",
     )
 
 
@@ -177,15 +223,21 @@ class PythonToolConfig(StrictModel):
 
     timeout_s: float = Field(
         10.0, gt=0.0,
-        description="Wall-clock limit of one code run; the whole process tree is killed after it.",
+        description=(
+            "execute_python_code: wall-clock limit of one code run; the whole process group is killed after it."
+        ),
     )
-    max_output_chars: int = Field(8192, ge=1, description="stdout and stderr are each cut to this many characters.")
-    memory_mb: int = Field(1024, ge=16, description="Address-space limit of the code's process, in MiB.")
+    max_output_chars: int = Field(
+        8192, ge=1, description="execute_python_code: stdout and stderr are each cut to this many characters."
+    )
+    memory_mb: int = Field(
+        1024, ge=16, description="execute_python_code: address-space limit of the code's process, in MiB."
+    )
     isolation: Literal["auto", "bwrap", "process"] = Field(
         "auto",
         description=(
-            "'bwrap' (namespaces: no network, read-only host), 'process' (rlimits and a scratch dir only), 'auto' "
-            "(bwrap if usable)."
+            "execute_python_code sandbox: 'auto' and 'process' both mean rlimits, a scratch dir and a scrubbed "
+            "environment (no network or filesystem isolation); 'bwrap' is not implemented yet (every rollout fails)."
         ),
     )
 
@@ -195,21 +247,34 @@ class AstunerConfig(StrictModel):
 
     project_name: str = Field(
         "astune_default_project",
-        description="Project name (Trinity: project; trackers group runs by it).",
+        description="Project name (Trinity: project; trackers group runs by it); accepted for compatibility; not used yet (planned for the local/trinity backbone).",
     )
     experiment_name: str = Field(
         "read_yaml_name",
-        description="Run name; 'read_yaml_name' means <yaml file name>_<YYYYmmdd_HHMM>; '|' becomes '-'.",
+        description=(
+            "Run name and directory name under --exp-dir; 'read_yaml_name' means <yaml file name>_<YYYYmmdd_HHMM>; "
+            "'|' becomes '-'."
+        ),
     )
     experiment_dir: str = Field(
         "auto",
-        description="Set at launch to the absolute <exp-dir>/<experiment_name>; 'auto' before that.",
+        description=(
+            "Output, not input: set at launch to the absolute <exp-dir>/<experiment_name> (a value in the file is "
+            "replaced); 'auto' before that."
+        ),
     )
     backbone: Literal["debug", "local", "trinity"] = Field(
         "debug",
-        description="Which backbone runs; set from the command line.",
+        description=(
+            "Set at launch from --backbone (a value in the file is replaced); only 'debug' runs in this version."
+        ),
     )
-    seed: int = Field(42, description="Seeds task shuffling and sampling, for reproducible runs.")
+    seed: int = Field(
+        42,
+        description=(
+            "Seeds the task shuffle, the engine's per-call sampling and which samples max_sample_per_task keeps."
+        ),
+    )
     model: ModelConfig = Field(default_factory=ModelConfig, description="The policy model.")
     data: DataConfig = Field(default_factory=DataConfig, description="Token budgets and batch size.")
     rollout: RolloutConfig = Field(
@@ -225,20 +290,20 @@ class AstunerConfig(StrictModel):
     debug: DebugConfig = Field(default_factory=DebugConfig, description="The debug backbone.")
     trainer_common: TrainerCommonConfig = Field(
         default_factory=TrainerCommonConfig,
-        description="Training-loop settings.",
+        description="Training-loop settings; none is used yet (planned for the local/trinity backbone).",
     )
     context_tracker: ContextTrackerConfig = Field(
         default_factory=ContextTrackerConfig,
-        description="Upstream's classic-runner context tracker.",
+        description="Upstream's classic-runner context tracker; accepted for compatibility; not used.",
     )
     execute_test: bool = Field(
         False,
-        description="Upstream's robot-test switch; accepted for compatibility; not used by astuner.",
+        description="Upstream's robot-test switch; accepted for compatibility; not used.",
     )
     execute_testing_lambda: str = Field(
         "",
         description=(
-            "Upstream's robot-test probe (`module->function`); accepted for compatibility; not used by astuner."
+            "Upstream's robot-test probe (`module->function`); accepted for compatibility; not used."
         ),
     )
 
@@ -249,5 +314,7 @@ class Config(StrictModel):
     astuner: AstunerConfig = Field(default_factory=AstunerConfig, description="astuner's own settings.")
     trinity: dict[str, Any] = Field(
         default_factory=dict,
-        description="Free-form Trinity-RFT config, passed through by the trinity backbone; other backbones ignore it.",
+        description=(
+            "Free-form Trinity-RFT config, kept as written and saved in yaml_backup.yaml; accepted for compatibility; not used yet (planned for the trinity backbone)."
+        ),
     )

@@ -1,0 +1,451 @@
+"""What astuner costs on top of plain AgentScope, per LLM call and per tool call.
+
+Why this exists: astuner sits between a ReActAgent and the inference engine (rendering prompts
+token-exactly, parsing tool calls, recording every token) and replaces AgentScope's Python tool
+with a sandboxed one. Both run on every step of every rollout, so their cost must be known and
+small next to generation. This script measures them against floors on the same machine:
+
+1. Per LLM call: one ReActAgent (DashScope formatter, in-memory memory, a fixed-output tool,
+   ``structured_model``) plays an episode of K tool calls and a final ``generate_response``,
+   driven (a) by a bare ``ChatModelBase`` that hands back prebuilt tool-use blocks (the floor: no
+   template, no tokenizer) and (b) by ``ModelTuner`` + ``ScriptedEngine`` replaying the same turns
+   as Hermes ``<tool_call>`` text, followed by ``build_samples``. Episodes are interleaved.
+2. Per tool call: ``print(1)`` and a GSM8K-style computation through astuner's and AgentScope's
+   ``execute_python_code`` and a bare ``python -c`` subprocess (the floor), interleaved ABCABC.
+
+Run ``python benchmarks/overhead.py [--repeats N] [--quick] [--json PATH]``. Markdown goes to
+stdout, progress to stderr; nothing is written to disk except ``--json`` (scratch files for the
+scripted engine live in a temporary directory that is removed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ["AGENTSCOPE_DISABLE_CONSOLE_OUTPUT"] = "true"
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import agentscope  # noqa: E402
+import agentscope.tool  # noqa: E402
+from agentscope.agent import ReActAgent  # noqa: E402
+from agentscope.formatter import DashScopeChatFormatter  # noqa: E402
+from agentscope.memory import InMemoryMemory  # noqa: E402
+from agentscope.message import Msg, TextBlock, ToolUseBlock  # noqa: E402
+from agentscope.model import ChatModelBase, ChatResponse  # noqa: E402
+from agentscope.tool import Toolkit, ToolResponse  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
+
+import astuner.tool  # noqa: E402
+from astuner.chat_template import ChatTemplate  # noqa: E402
+from astuner.engine.base import Completion, SamplingParams  # noqa: E402
+from astuner.engine.scripted_engine import ScriptedEngine  # noqa: E402
+from astuner.model_tuner import ModelTuner, ProxySettings  # noqa: E402
+from astuner.samples import build_samples  # noqa: E402
+
+SYSTEM_PROMPT = (
+    "You are an agent that solves math word problems. You can write Python code and run it with "
+    "the execute_python_code tool; print the values you need. Give your final answer inside \\boxed{}."
+)
+QUESTION = (
+    "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins "
+    "for her friends every day with four. She sells the remainder for $2 per fresh duck egg. "
+    "How much in dollars does she make every day?"
+)
+GSM8K_CODE = "eggs = 16\neaten = 3\nbaked = 4\nleft = eggs - eaten - baked\nprice = 2\nprint(left * price)\n"
+TOOL_RESULT = "<returncode>0</returncode><stdout>18\n</stdout><stderr></stderr>"
+ANSWER = "\\boxed{18}"
+TOOL_TEXT = "I will compute this with Python."
+FINAL_TEXT = "The tool printed 18, so the answer is \\boxed{18}."
+
+
+class FinalResult(BaseModel):
+    result: str = Field(description="Your final answer to the problem, written inside \\boxed{}.")
+
+
+async def fixed_python(code: str, timeout: float = 300) -> ToolResponse:
+    """Run Python code and return its exit code, standard output and standard error.
+
+    Args:
+        code (`str`):
+            The Python code to run.
+        timeout (`float`, defaults to `300`):
+            The longest time in seconds the code may run.
+    """
+    return ToolResponse(content=[TextBlock(type="text", text=TOOL_RESULT)])
+
+
+def p95(values: list[float]) -> float:
+    """Nearest-rank 95th percentile: an observed value, no interpolation between samples."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"p50": statistics.median(values), "p95": p95(values), "n": len(values)}
+
+
+# ---------------------------------------------------------------- per LLM call
+
+
+@dataclass(frozen=True)
+class Episode:
+    """K tool calls, then the structured answer: K + 1 model calls."""
+
+    tool_calls: int
+
+    @property
+    def calls(self) -> int:
+        return self.tool_calls + 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.tool_calls} tool call{'s' if self.tool_calls > 1 else ''} + answer"
+
+    def turns(self) -> list[tuple[str, str, dict]]:
+        """(text, tool name, arguments) of each model turn; both drivers play exactly these."""
+        step = (TOOL_TEXT, "execute_python_code", {"code": GSM8K_CODE})
+        return [step] * self.tool_calls + [(FINAL_TEXT, "generate_response", {"result": ANSWER})]
+
+    def hermes_replies(self) -> list[str]:
+        """The same turns as the text a Qwen model would generate."""
+        return [
+            f"{text}\n<tool_call>\n{json.dumps({'name': name, 'arguments': args})}\n</tool_call>"
+            for text, name, args in self.turns()
+        ]
+
+
+class _TimedCalls:
+    """Mixin that records the wall time of each model call (what the model object costs the agent)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.call_ms: list[float] = []
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> ChatResponse:
+        start = time.perf_counter()
+        response = await super().__call__(*args, **kwargs)
+        self.call_ms.append((time.perf_counter() - start) * 1e3)
+        return response
+
+
+class FloorModel(ChatModelBase):
+    """Returns the episode's turns as prebuilt blocks: no template, no tokenizer, no parsing."""
+
+    def __init__(self, turns: list[tuple[str, str, dict]]) -> None:
+        super().__init__(model_name="floor", stream=False)
+        self.turns = turns
+        self.index = 0
+
+    async def __call__(self, messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> ChatResponse:
+        text, name, args = self.turns[min(self.index, len(self.turns) - 1)]
+        self.index += 1
+        return ChatResponse(
+            content=[
+                TextBlock(type="text", text=text),
+                ToolUseBlock(type="tool_use", id=f"call_{uuid.uuid4().hex[:16]}", name=name, input=dict(args)),
+            ]
+        )
+
+
+class TimedFloor(_TimedCalls, FloorModel):
+    pass
+
+
+class TimedTuner(_TimedCalls, ModelTuner):
+    pass
+
+
+class TimedEngine:
+    """Wraps the scripted engine to separate its own work (tokenizing the reply) from the proxy's."""
+
+    def __init__(self, inner: ScriptedEngine) -> None:
+        self.inner = inner
+        self.call_ms: list[float] = []
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams, *, context: dict | None = None) -> Completion:
+        start = time.perf_counter()
+        completion = await self.inner.generate(prompt_ids, params, context=context)
+        self.call_ms.append((time.perf_counter() - start) * 1e3)
+        return completion
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def run_agent(model: ChatModelBase, episode: Episode) -> Msg:
+    toolkit = Toolkit()
+    toolkit.register_tool_function(fixed_python, func_name="execute_python_code")
+    agent = ReActAgent(
+        name="math_react_agent",
+        sys_prompt=SYSTEM_PROMPT,
+        model=model,
+        formatter=DashScopeChatFormatter(),
+        toolkit=toolkit,
+        memory=InMemoryMemory(),
+        max_iters=episode.calls + 2,
+    )
+    agent.set_console_output_enabled(False)
+    return await agent.reply(Msg("user", QUESTION, "user"), structured_model=FinalResult)
+
+
+def check_episode(reply: Msg, model: _TimedCalls, episode: Episode, driver: str) -> None:
+    """A benchmark of a broken episode would measure the wrong thing: stop instead."""
+    if len(model.call_ms) != episode.calls or (reply.metadata or {}).get("result") != ANSWER:
+        raise RuntimeError(
+            f"{driver} / {episode.label}: {len(model.call_ms)} calls (expected {episode.calls}), "
+            f"metadata {reply.metadata!r}"
+        )
+
+
+async def floor_episode(episode: Episode) -> dict[str, Any]:
+    start = time.perf_counter()
+    model = TimedFloor(episode.turns())
+    reply = await run_agent(model, episode)
+    total = (time.perf_counter() - start) * 1e3
+    check_episode(reply, model, episode, "floor")
+    return {"episode_ms": total, "call_ms": model.call_ms}
+
+
+async def astuner_episode(episode: Episode, engine: TimedEngine, template: ChatTemplate) -> dict[str, Any]:
+    engine.call_ms = []
+    start = time.perf_counter()
+    model = TimedTuner(engine, template, ProxySettings(), context={"task_id": "bench", "query": QUESTION})
+    reply = await run_agent(model, episode)
+    before_samples = time.perf_counter()
+    samples, _ = build_samples(
+        model.calls, reward=1.0, group_id="bench", rollout_id="bench-0", max_sample_per_task=30, max_response_length=15000
+    )
+    end = time.perf_counter()
+    check_episode(reply, model, episode, "astuner")
+    if len(samples) != 1 or model.timeline_breaks:
+        raise RuntimeError(f"astuner / {episode.label}: {len(samples)} samples, {model.timeline_breaks} timeline breaks")
+    return {
+        "episode_ms": (end - start) * 1e3,
+        "call_ms": model.call_ms,
+        "engine_ms": list(engine.call_ms),
+        "samples_ms": (end - before_samples) * 1e3,
+        "prompt_tokens": [len(c.prompt_ids) for c in model.calls],
+    }
+
+
+def load_tokenizer(scratch: Path) -> tuple[Any, str]:
+    """The real Qwen2.5 tokenizer when present (its template is what users train with), else the tiny one."""
+    from transformers import AutoTokenizer
+
+    env = os.environ.get("ASTUNER_TEST_TOKENIZERS")
+    folder = (Path(env) if env else REPO.parent / "shared" / "tokenizers") / "qwen2_5"
+    if (folder / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(str(folder)), f"Qwen2.5 ({folder})"
+    from astuner.tiny_model import build_tiny_model
+
+    path = build_tiny_model(scratch / "tiny")
+    return AutoTokenizer.from_pretrained(str(path)), "astuner tiny model (real Qwen2.5 tokenizer not found)"
+
+
+async def bench_llm(episodes: list[Episode], repeats: int, scratch: Path) -> dict[str, Any]:
+    tokenizer, tokenizer_name = load_tokenizer(scratch)
+    template = ChatTemplate(tokenizer)
+    engines = {}
+    for ep in episodes:
+        script = scratch / f"replies_{ep.tool_calls}.jsonl"
+        script.write_text(json.dumps({"default": True, "replies": ep.hermes_replies()}) + "\n")
+        engines[ep] = TimedEngine(ScriptedEngine(script, tokenizer, template.turn.end_of_turn_id))
+    runs: dict[str, dict[str, list[dict]]] = {ep.label: {"floor": [], "astuner": []} for ep in episodes}
+    for round_ in range(repeats + 1):
+        for ep in episodes:
+            floor = await floor_episode(ep)
+            tuned = await astuner_episode(ep, engines[ep], template)
+            if round_:  # round 0 is the warm-up
+                runs[ep.label]["floor"].append(floor)
+                runs[ep.label]["astuner"].append(tuned)
+        print(f"llm round {round_}/{repeats}", file=sys.stderr)
+    return {"tokenizer": tokenizer_name, "episodes": {ep.label: ep.calls for ep in episodes}, "runs": runs}
+
+
+def llm_tables(result: dict[str, Any]) -> str:
+    lines = [
+        f"Tokenizer: {result['tokenizer']}. Times in ms. *Model call* is the time inside the model "
+        "object's `__call__`; *episode* is agent construction + `reply()` (+ `build_samples` for astuner).",
+        "",
+        "| episode | driver | calls | episode p50 | episode p95 | episode/call p50 | model call p50 | model call p95 | episode × floor |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    names = {"floor": "bare `ChatModelBase` (floor)", "astuner": "`ModelTuner` + `ScriptedEngine` + `build_samples`"}
+    overhead = []
+    for label, calls in result["episodes"].items():
+        runs = result["runs"][label]
+        floor_p50 = statistics.median(r["episode_ms"] for r in runs["floor"])
+        for driver in ("floor", "astuner"):
+            ep = stats([r["episode_ms"] for r in runs[driver]])
+            call = stats([ms for r in runs[driver] for ms in r["call_ms"]])
+            lines.append(
+                f"| {label} | {names[driver]} | {calls} | {ep['p50']:.2f} | {ep['p95']:.2f} | {ep['p50'] / calls:.2f} "
+                f"| {call['p50']:.3f} | {call['p95']:.3f} | {ep['p50'] / floor_p50:.2f} |"
+            )
+        tuned = runs["astuner"]
+        tuned_p50 = statistics.median(r["episode_ms"] for r in tuned)
+        overhead.append(
+            f"| {label} | {calls} | {tuned[0]['prompt_tokens'][-1]} | {(tuned_p50 - floor_p50) / calls:.2f} "
+            f"| {statistics.median(ms for r in tuned for ms in r['engine_ms']):.3f} "
+            f"| {statistics.median(r['samples_ms'] for r in tuned):.3f} |"
+        )
+    lines += [
+        "",
+        "astuner overhead per LLM call = (astuner episode p50 − floor episode p50) / calls; the scripted "
+        "engine's reply tokenization (a real engine returns ids instead) is included and shown separately.",
+        "",
+        "| episode | calls | last prompt (tokens) | overhead/call p50 (ms) | of which scripted engine p50 (ms/call) | build_samples p50 (ms) |",
+        "|---|---:|---:|---:|---:|---:|",
+        *overhead,
+    ]
+    label = max(result["episodes"], key=result["episodes"].get)
+    runs = result["runs"][label]
+    lines += [
+        "",
+        f"Model call time by position in the longest episode ({label}): does the cost grow with the conversation?",
+        "",
+        "| call | prompt (tokens) | `ModelTuner` call p50 (ms) | `ModelTuner` call p95 (ms) | floor call p50 (ms) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for i in range(result["episodes"][label]):
+        tuned = stats([r["call_ms"][i] for r in runs["astuner"]])
+        floor = statistics.median(r["call_ms"][i] for r in runs["floor"])
+        tokens = runs["astuner"][0]["prompt_tokens"][i]
+        lines.append(f"| {i + 1} | {tokens} | {tuned['p50']:.3f} | {tuned['p95']:.3f} | {floor:.3f} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- per tool call
+
+
+async def bare_python(code: str) -> str:
+    """The floor: start an interpreter with the code and collect its output, nothing else."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await proc.communicate()
+    return f"<stdout>{stdout.decode()}</stdout>"
+
+
+def tool_text(tool: Callable[[str], Awaitable[ToolResponse]]) -> Callable[[str], Awaitable[str]]:
+    async def call(code: str) -> str:
+        response = await tool(code)
+        return response.content[0]["text"]
+
+    return call
+
+
+TOOL_VARIANTS: dict[str, Callable[[str], Awaitable[str]]] = {
+    "bare `python -c` (floor)": bare_python,
+    "agentscope `execute_python_code`": tool_text(agentscope.tool.execute_python_code),
+    "astuner `execute_python_code`": tool_text(astuner.tool.execute_python_code),
+}
+TOOL_CODES = {"`print(1)`": ("print(1)", "1\n"), "GSM8K arithmetic (6 lines)": (GSM8K_CODE, "18\n")}
+
+
+async def bench_tools(repeats: int) -> dict[str, dict[str, list[float]]]:
+    results: dict[str, dict[str, list[float]]] = {}
+    for label, (code, expected) in TOOL_CODES.items():
+        times: dict[str, list[float]] = {name: [] for name in TOOL_VARIANTS}
+        for round_ in range(repeats + 1):
+            for name, run in TOOL_VARIANTS.items():
+                start = time.perf_counter()
+                text = await run(code)
+                elapsed = (time.perf_counter() - start) * 1e3
+                if f"<stdout>{expected}</stdout>" not in text:
+                    raise RuntimeError(f"{name} on {label}: unexpected output {text!r}")
+                if round_:  # round 0 is the warm-up
+                    times[name].append(elapsed)
+        results[label] = times
+        print(f"tools: {label} done", file=sys.stderr)
+    return results
+
+
+def rss_mb() -> int | None:
+    """This process's resident memory: forking (what a ``preexec_fn`` forces) costs time in proportion to it."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def tool_table(results: dict[str, dict[str, list[float]]], repeats: int, rss: int | None) -> str:
+    lines = [
+        f"Sequential calls, interleaved floor/agentscope/astuner, {repeats} timed rounds after one warm-up, "
+        f"from a parent process of {rss if rss is not None else '?'} MB resident (tokenizer loaded). Times in ms.",
+        "",
+        "| code | variant | p50 | p95 | p50 × floor | p50 − floor |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    floor_name = next(iter(TOOL_VARIANTS))
+    for label, times in results.items():
+        floor = statistics.median(times[floor_name])
+        for name, values in times.items():
+            s = stats(values)
+            lines.append(
+                f"| {label} | {name} | {s['p50']:.1f} | {s['p95']:.1f} | {s['p50'] / floor:.2f} | {s['p50'] - floor:+.1f} |"
+            )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{model}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
+        f"agentscope {agentscope.__version__}, {platform.system()} {platform.release()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, run both benchmarks, print markdown (and optionally write the raw numbers)."""
+    parser = argparse.ArgumentParser(description="astuner overhead per LLM call and per tool call")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per variant (default 30, --quick 5)")
+    parser.add_argument("--quick", action="store_true", help="5 repeats unless --repeats is given")
+    parser.add_argument("--long-tool-calls", type=int, default=6, help="tool calls in the long episode (default 6)")
+    parser.add_argument("--json", type=Path, default=None, help="also write every measurement to this file")
+    args = parser.parse_args(argv)
+    repeats = args.repeats if args.repeats is not None else (5 if args.quick else 30)
+    if repeats < 1 or args.long_tool_calls < 2:
+        parser.error("--repeats must be >= 1 and --long-tool-calls >= 2")
+    episodes = [Episode(1), Episode(args.long_tool_calls)]
+    with tempfile.TemporaryDirectory(prefix="astuner_bench_") as scratch:
+        llm = asyncio.run(bench_llm(episodes, repeats, Path(scratch)))
+    tools = asyncio.run(bench_tools(repeats))
+    rss = rss_mb()
+    print(f"Machine: {machine()}. Repeats: {repeats}.\n")
+    print("### Per LLM call\n")
+    print(llm_tables(llm) + "\n")
+    print("### Per tool call\n")
+    print(tool_table(tools, repeats, rss))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "repeats": repeats, "rss_mb": rss, "llm": llm, "tools": tools}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
