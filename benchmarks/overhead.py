@@ -11,7 +11,8 @@ small next to generation. This script measures them against floors on the same m
    template, no tokenizer) and (b) by ``ModelTuner`` + ``ScriptedEngine`` replaying the same turns
    as Hermes ``<tool_call>`` text, followed by ``build_samples``. Episodes are interleaved.
 2. Per tool call: ``print(1)`` and a GSM8K-style computation through astuner's and AgentScope's
-   ``execute_python_code`` and a bare ``python -c`` subprocess (the floor), interleaved ABCABC.
+   ``execute_python_code`` and a bare ``python -c`` subprocess (the floor), interleaved ABCABC;
+   a diagnostic row (the floor with a no-op ``preexec_fn``) shows where astuner's extra time goes.
 
 Run ``python benchmarks/overhead.py [--repeats N] [--quick] [--json PATH]``. Markdown goes to
 stdout, progress to stderr; nothing is written to disk except ``--json`` (scratch files for the
@@ -36,26 +37,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-os.environ["AGENTSCOPE_DISABLE_CONSOLE_OUTPUT"] = "true"
+import agentscope
+import agentscope.tool
+from agentscope.agent import ReActAgent
+from agentscope.formatter import DashScopeChatFormatter
+from agentscope.memory import InMemoryMemory
+from agentscope.message import Msg, TextBlock, ToolUseBlock
+from agentscope.model import ChatModelBase, ChatResponse
+from agentscope.tool import Toolkit, ToolResponse
+from pydantic import BaseModel, Field
+
+import astuner.tool
+from astuner.chat_template import ChatTemplate
+from astuner.engine.base import Completion, SamplingParams
+from astuner.engine.scripted_engine import ScriptedEngine
+from astuner.model_tuner import ModelTuner, ProxySettings
+from astuner.samples import build_samples
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import agentscope  # noqa: E402
-import agentscope.tool  # noqa: E402
-from agentscope.agent import ReActAgent  # noqa: E402
-from agentscope.formatter import DashScopeChatFormatter  # noqa: E402
-from agentscope.memory import InMemoryMemory  # noqa: E402
-from agentscope.message import Msg, TextBlock, ToolUseBlock  # noqa: E402
-from agentscope.model import ChatModelBase, ChatResponse  # noqa: E402
-from agentscope.tool import Toolkit, ToolResponse  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
-
-import astuner.tool  # noqa: E402
-from astuner.chat_template import ChatTemplate  # noqa: E402
-from astuner.engine.base import Completion, SamplingParams  # noqa: E402
-from astuner.engine.scripted_engine import ScriptedEngine  # noqa: E402
-from astuner.model_tuner import ModelTuner, ProxySettings  # noqa: E402
-from astuner.samples import build_samples  # noqa: E402
 
 SYSTEM_PROMPT = (
     "You are an agent that solves math word problems. You can write Python code and run it with "
@@ -89,17 +88,10 @@ async def fixed_python(code: str, timeout: float = 300) -> ToolResponse:
     return ToolResponse(content=[TextBlock(type="text", text=TOOL_RESULT)])
 
 
-def p95(values: list[float]) -> float:
-    """Nearest-rank 95th percentile: an observed value, no interpolation between samples."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
 def stats(values: list[float]) -> dict[str, float]:
-    return {"p50": statistics.median(values), "p95": p95(values), "n": len(values)}
-
-
-# ---------------------------------------------------------------- per LLM call
+    """Median and nearest-rank p95 (an observed value, no interpolation between samples)."""
+    ordered = sorted(values)
+    return {"p50": statistics.median(ordered), "p95": ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]}
 
 
 @dataclass(frozen=True)
@@ -154,12 +146,8 @@ class FloorModel(ChatModelBase):
     async def __call__(self, messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> ChatResponse:
         text, name, args = self.turns[min(self.index, len(self.turns) - 1)]
         self.index += 1
-        return ChatResponse(
-            content=[
-                TextBlock(type="text", text=text),
-                ToolUseBlock(type="tool_use", id=f"call_{uuid.uuid4().hex[:16]}", name=name, input=dict(args)),
-            ]
-        )
+        call = ToolUseBlock(type="tool_use", id=f"call_{uuid.uuid4().hex[:16]}", name=name, input=dict(args))
+        return ChatResponse(content=[TextBlock(type="text", text=text), call])
 
 
 class TimedFloor(_TimedCalls, FloorModel):
@@ -183,21 +171,13 @@ class TimedEngine:
         self.call_ms.append((time.perf_counter() - start) * 1e3)
         return completion
 
-    def close(self) -> None:
-        self.inner.close()
-
 
 async def run_agent(model: ChatModelBase, episode: Episode) -> Msg:
     toolkit = Toolkit()
     toolkit.register_tool_function(fixed_python, func_name="execute_python_code")
     agent = ReActAgent(
-        name="math_react_agent",
-        sys_prompt=SYSTEM_PROMPT,
-        model=model,
-        formatter=DashScopeChatFormatter(),
-        toolkit=toolkit,
-        memory=InMemoryMemory(),
-        max_iters=episode.calls + 2,
+        name="math_react_agent", sys_prompt=SYSTEM_PROMPT, model=model, formatter=DashScopeChatFormatter(),
+        toolkit=toolkit, memory=InMemoryMemory(), max_iters=episode.calls + 2,
     )
     agent.set_console_output_enabled(False)
     return await agent.reply(Msg("user", QUESTION, "user"), structured_model=FinalResult)
@@ -206,10 +186,8 @@ async def run_agent(model: ChatModelBase, episode: Episode) -> Msg:
 def check_episode(reply: Msg, model: _TimedCalls, episode: Episode, driver: str) -> None:
     """A benchmark of a broken episode would measure the wrong thing: stop instead."""
     if len(model.call_ms) != episode.calls or (reply.metadata or {}).get("result") != ANSWER:
-        raise RuntimeError(
-            f"{driver} / {episode.label}: {len(model.call_ms)} calls (expected {episode.calls}), "
-            f"metadata {reply.metadata!r}"
-        )
+        got = f"{len(model.call_ms)} calls (expected {episode.calls}), metadata {reply.metadata!r}"
+        raise RuntimeError(f"{driver} / {episode.label}: {got}")
 
 
 async def floor_episode(episode: Episode) -> dict[str, Any]:
@@ -277,69 +255,74 @@ async def bench_llm(episodes: list[Episode], repeats: int, scratch: Path) -> dic
     return {"tokenizer": tokenizer_name, "episodes": {ep.label: ep.calls for ep in episodes}, "runs": runs}
 
 
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table; the first two columns are labels, the rest numbers (right-aligned)."""
+    align = ["---" if i < 2 else "---:" for i in range(len(header))]
+    return [f"| {' | '.join(cells)} |" for cells in (header, align, *rows)]
+
+
 def llm_tables(result: dict[str, Any]) -> str:
-    lines = [
-        f"Tokenizer: {result['tokenizer']}. Times in ms. *Model call* is the time inside the model "
-        "object's `__call__`; *episode* is agent construction + `reply()` (+ `build_samples` for astuner).",
-        "",
-        "| episode | driver | calls | episode p50 | episode p95 | episode/call p50 | model call p50 | model call p95 | episode × floor |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
     names = {"floor": "bare `ChatModelBase` (floor)", "astuner": "`ModelTuner` + `ScriptedEngine` + `build_samples`"}
-    overhead = []
+    main_rows, overhead_rows = [], []
     for label, calls in result["episodes"].items():
         runs = result["runs"][label]
         floor_p50 = statistics.median(r["episode_ms"] for r in runs["floor"])
         for driver in ("floor", "astuner"):
             ep = stats([r["episode_ms"] for r in runs[driver]])
             call = stats([ms for r in runs[driver] for ms in r["call_ms"]])
-            lines.append(
-                f"| {label} | {names[driver]} | {calls} | {ep['p50']:.2f} | {ep['p95']:.2f} | {ep['p50'] / calls:.2f} "
-                f"| {call['p50']:.3f} | {call['p95']:.3f} | {ep['p50'] / floor_p50:.2f} |"
-            )
+            main_rows.append([
+                label, names[driver], str(calls), f"{ep['p50']:.2f}", f"{ep['p95']:.2f}", f"{ep['p50'] / calls:.2f}",
+                f"{call['p50']:.3f}", f"{call['p95']:.3f}", f"{ep['p50'] / floor_p50:.2f}",
+            ])
         tuned = runs["astuner"]
         tuned_p50 = statistics.median(r["episode_ms"] for r in tuned)
-        overhead.append(
-            f"| {label} | {calls} | {tuned[0]['prompt_tokens'][-1]} | {(tuned_p50 - floor_p50) / calls:.2f} "
-            f"| {statistics.median(ms for r in tuned for ms in r['engine_ms']):.3f} "
-            f"| {statistics.median(r['samples_ms'] for r in tuned):.3f} |"
-        )
-    lines += [
+        overhead_rows.append([
+            label, str(calls), str(tuned[0]["prompt_tokens"][-1]), f"{(tuned_p50 - floor_p50) / calls:.2f}",
+            f"{statistics.median(ms for r in tuned for ms in r['engine_ms']):.3f}",
+            f"{statistics.median(r['samples_ms'] for r in tuned):.3f}",
+        ])
+    longest = max(result["episodes"], key=result["episodes"].get)
+    runs = result["runs"][longest]
+    position_rows = []
+    for i in range(result["episodes"][longest]):
+        tuned = stats([r["call_ms"][i] for r in runs["astuner"]])
+        floor = statistics.median(r["call_ms"][i] for r in runs["floor"])
+        tokens = runs["astuner"][0]["prompt_tokens"][i]
+        position_rows.append([str(i + 1), str(tokens), f"{tuned['p50']:.3f}", f"{tuned['p95']:.3f}", f"{floor:.3f}"])
+    return "\n".join([
+        f"Tokenizer: {result['tokenizer']}. Times in ms. *Model call* is the time inside the model "
+        "object's `__call__`; *episode* is agent construction + `reply()` (+ `build_samples` for astuner).",
+        "",
+        *md_table(["episode", "driver", "calls", "episode p50", "episode p95", "episode/call p50",
+                   "model call p50", "model call p95", "episode × floor"], main_rows),
         "",
         "astuner overhead per LLM call = (astuner episode p50 − floor episode p50) / calls; the scripted "
         "engine's reply tokenization (a real engine returns ids instead) is included and shown separately.",
         "",
-        "| episode | calls | last prompt (tokens) | overhead/call p50 (ms) | of which scripted engine p50 (ms/call) | build_samples p50 (ms) |",
-        "|---|---:|---:|---:|---:|---:|",
-        *overhead,
-    ]
-    label = max(result["episodes"], key=result["episodes"].get)
-    runs = result["runs"][label]
-    lines += [
+        *md_table(["episode", "calls", "last prompt (tokens)", "overhead/call p50 (ms)",
+                   "of which scripted engine p50 (ms/call)", "build_samples p50 (ms)"], overhead_rows),
         "",
-        f"Model call time by position in the longest episode ({label}): does the cost grow with the conversation?",
+        f"Model call time by position in the longest episode ({longest}): does the cost grow with the conversation?",
         "",
-        "| call | prompt (tokens) | `ModelTuner` call p50 (ms) | `ModelTuner` call p95 (ms) | floor call p50 (ms) |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for i in range(result["episodes"][label]):
-        tuned = stats([r["call_ms"][i] for r in runs["astuner"]])
-        floor = statistics.median(r["call_ms"][i] for r in runs["floor"])
-        tokens = runs["astuner"][0]["prompt_tokens"][i]
-        lines.append(f"| {i + 1} | {tokens} | {tuned['p50']:.3f} | {tuned['p95']:.3f} | {floor:.3f} |")
-    return "\n".join(lines)
+        *md_table(["call", "prompt (tokens)", "`ModelTuner` call p50 (ms)", "`ModelTuner` call p95 (ms)",
+                   "floor call p50 (ms)"], position_rows),
+    ])
 
 
-# ---------------------------------------------------------------- per tool call
-
-
-async def bare_python(code: str) -> str:
+async def bare_python(code: str, **kwargs: Any) -> str:
     """The floor: start an interpreter with the code and collect its output, nothing else."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **kwargs
     )
     stdout, _ = await proc.communicate()
     return f"<stdout>{stdout.decode()}</stdout>"
+
+
+async def bare_python_preexec(code: str) -> str:
+    """Diagnostic, not a tool: the floor plus a no-op ``preexec_fn``. Any ``preexec_fn`` makes
+    ``subprocess`` fork the whole parent instead of using ``vfork``/``posix_spawn``; astuner's
+    sandbox needs one for ``setrlimit``, and this row shows what that alone costs."""
+    return await bare_python(code, preexec_fn=lambda: None)
 
 
 def tool_text(tool: Callable[[str], Awaitable[ToolResponse]]) -> Callable[[str], Awaitable[str]]:
@@ -352,6 +335,7 @@ def tool_text(tool: Callable[[str], Awaitable[ToolResponse]]) -> Callable[[str],
 
 TOOL_VARIANTS: dict[str, Callable[[str], Awaitable[str]]] = {
     "bare `python -c` (floor)": bare_python,
+    "bare `python -c` + no-op `preexec_fn` (diagnostic)": bare_python_preexec,
     "agentscope `execute_python_code`": tool_text(agentscope.tool.execute_python_code),
     "astuner `execute_python_code`": tool_text(astuner.tool.execute_python_code),
 }
@@ -385,36 +369,27 @@ def rss_mb() -> int | None:
 
 
 def tool_table(results: dict[str, dict[str, list[float]]], repeats: int, rss: int | None) -> str:
-    lines = [
-        f"Sequential calls, interleaved floor/agentscope/astuner, {repeats} timed rounds after one warm-up, "
-        f"from a parent process of {rss if rss is not None else '?'} MB resident (tokenizer loaded). Times in ms.",
-        "",
-        "| code | variant | p50 | p95 | p50 × floor | p50 − floor |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
     floor_name = next(iter(TOOL_VARIANTS))
+    rows = []
     for label, times in results.items():
         floor = statistics.median(times[floor_name])
         for name, values in times.items():
             s = stats(values)
-            lines.append(
-                f"| {label} | {name} | {s['p50']:.1f} | {s['p95']:.1f} | {s['p50'] / floor:.2f} | {s['p50'] - floor:+.1f} |"
-            )
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- main
+            rows.append([label, name, f"{s['p50']:.1f}", f"{s['p95']:.1f}", f"{s['p50'] / floor:.2f}", f"{s['p50'] - floor:+.1f}"])
+    return "\n".join([
+        f"Sequential calls, interleaved in the order listed, {repeats} timed rounds after one warm-up, "
+        f"from a parent process of {rss if rss is not None else '?'} MB resident (tokenizer loaded). Times in ms.",
+        "",
+        *md_table(["code", "variant", "p50", "p95", "p50 × floor", "p50 − floor"], rows),
+    ])
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")]
     except OSError:
-        pass
+        names = []
+    model = names[0] if names else platform.processor() or platform.machine()
     return (
         f"{model}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
         f"agentscope {agentscope.__version__}, {platform.system()} {platform.release()}"
@@ -429,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-tool-calls", type=int, default=6, help="tool calls in the long episode (default 6)")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement to this file")
     args = parser.parse_args(argv)
+    # Read by each agent when it is built: keeps agent printing out of both drivers' times.
+    os.environ["AGENTSCOPE_DISABLE_CONSOLE_OUTPUT"] = "true"
     repeats = args.repeats if args.repeats is not None else (5 if args.quick else 30)
     if repeats < 1 or args.long_tool_calls < 2:
         parser.error("--repeats must be >= 1 and --long-tool-calls >= 2")
@@ -437,11 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         llm = asyncio.run(bench_llm(episodes, repeats, Path(scratch)))
     tools = asyncio.run(bench_tools(repeats))
     rss = rss_mb()
-    print(f"Machine: {machine()}. Repeats: {repeats}.\n")
-    print("### Per LLM call\n")
-    print(llm_tables(llm) + "\n")
-    print("### Per tool call\n")
-    print(tool_table(tools, repeats, rss))
+    print(f"Machine: {machine()}. Repeats: {repeats}.\n\n### Per LLM call\n\n{llm_tables(llm)}\n")
+    print(f"### Per tool call\n\n{tool_table(tools, repeats, rss)}")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "repeats": repeats, "rss_mb": rss, "llm": llm, "tools": tools}, indent=1))
     return 0

@@ -45,3 +45,13 @@ def gsm8k_dir() -> Path:
     if not path.exists():
         pytest.skip(f"GSM8K not found at {path} (set ASTUNER_TEST_GSM8K)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    """The tokenizer of astuner's tiny offline model (Qwen2.5-style tools template)."""
+    from transformers import AutoTokenizer
+
+    from astuner.tiny_model import build_tiny_model
+
+    return AutoTokenizer.from_pretrained(str(build_tiny_model(tmp_path_factory.mktemp("tiny"))))

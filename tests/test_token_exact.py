@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from agentscope.agent import ReActAgent
 from agentscope.formatter import DashScopeChatFormatter
 from agentscope.memory import InMemoryMemory
@@ -66,8 +68,10 @@ def run_react(tokenizer, replies, *, cut=None, settings=None):
     return proxy, engine, template, reply
 
 
-def test_two_call_react_rollout_is_one_token_exact_sample(qwen25_tokenizer):
-    proxy, engine, template, reply = run_react(qwen25_tokenizer, [TOOL_REPLY, FINAL_REPLY])
+@pytest.mark.parametrize("tokenizer_name", ["qwen25_tokenizer", "tiny_tokenizer"])
+def test_two_call_react_rollout_is_one_token_exact_sample(tokenizer_name, request):
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    proxy, engine, template, reply = run_react(tokenizer, [TOOL_REPLY, FINAL_REPLY])
     assert reply.metadata == {"result": "\\boxed{18}"}
     assert len(proxy.calls) == 2 and proxy.timeline_breaks == 0
     samples, stats = build_samples(
@@ -97,18 +101,20 @@ def test_two_call_react_rollout_is_one_token_exact_sample(qwen25_tokenizer):
     assert s.token_ids[len(p1) - len(header) : len(p1)] == header
     assert s.loss_mask[len(p1) - len(header) : len(p1)] == [0] * len(header)
     tail_pos = len(p1) + len(first.token_ids)
-    assert qwen25_tokenizer.decode([s.token_ids[tail_pos]]) == "\n" and s.loss_mask[tail_pos] == 0
+    assert tokenizer.decode([s.token_ids[tail_pos]]).startswith("\n") and s.loss_mask[tail_pos] == 0
     # the tool response is in the prompt of call 2 and masked
-    text = qwen25_tokenizer.decode(s.token_ids[tail_pos : len(p2)])
+    text = tokenizer.decode(s.token_ids[tail_pos : len(p2)])
     assert "<tool_response>" in text and "<stdout>18" in text
 
 
-def test_prompt_matches_fresh_render_text(qwen25_tokenizer):
+@pytest.mark.parametrize("tokenizer_name", ["qwen25_tokenizer", "tiny_tokenizer"])
+def test_prompt_matches_fresh_render_text(tokenizer_name, request):
     """Extending by tokens gives the same text as rendering the whole conversation anew."""
-    proxy, engine, template, _ = run_react(qwen25_tokenizer, [TOOL_REPLY, FINAL_REPLY])
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    proxy, engine, template, _ = run_react(tokenizer, [TOOL_REPLY, FINAL_REPLY])
     second = proxy.calls[1]
     fresh = template.render(second.messages, second.tools, add_generation_prompt=True)
-    assert qwen25_tokenizer.decode(engine.prompts[1]) == fresh
+    assert tokenizer.decode(engine.prompts[1]) == fresh
 
 
 def test_length_cut_reply_gets_untrained_end_of_turn(qwen25_tokenizer):

@@ -53,7 +53,8 @@ class DataConfig(StrictModel):
         32, ge=1,
         description=(
             "Tasks per training step (samples per step = this * rollout.num_repeat * "
-            "rollout.multi_turn.expected_steps); accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+            "rollout.multi_turn.expected_steps); accepted for compatibility; not used yet (planned for the "
+            "local/trinity backbone)."
         ),
     )
 
@@ -64,7 +65,10 @@ class DebugConfig(StrictModel):
     debug_max_parallel: int = Field(16, ge=1, description="debug backbone: most rollouts it runs at once.")
     debug_first_n_tasks: int = Field(
         2, ge=1,
-        description="debug backbone: how many tasks (from the start of debug_split, after shuffling) it rolls out.",
+        description=(
+            "debug backbone: how many tasks it rolls out, from the start of debug_split's list (shuffled when "
+            "task_reader.shuffle is on)."
+        ),
     )
     debug_split: Literal["train", "validation"] = Field(
         "validation",
@@ -98,7 +102,11 @@ class AlgorithmConfig(StrictModel):
 
     task_norm_patch: bool = Field(False, description=f"verl task-normalisation patch; {_TRAINER_ONLY}.")
     adv_estimator: str = Field(
-        "grpo", description="Advantage estimator (only 'grpo' is planned); accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+        "grpo",
+        description=(
+            "Advantage estimator (only 'grpo' is planned); accepted for compatibility; not used yet (planned for the "
+            "local/trinity backbone)."
+        ),
     )
     use_kl_in_reward: bool = Field(False, description=f"Put a KL penalty into the reward; {_TRAINER_ONLY}.")
 
@@ -114,7 +122,11 @@ class OptimConfig(StrictModel):
     """Optimizer."""
 
     lr: float = Field(
-        1e-6, gt=0.0, description="Learning rate (Trinity: algorithm.optimizer.lr); accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+        1e-6, gt=0.0,
+        description=(
+            "Learning rate (Trinity: algorithm.optimizer.lr); accepted for compatibility; not used yet (planned for "
+            "the local/trinity backbone)."
+        ),
     )
 
 
@@ -122,28 +134,60 @@ class TrainerCommonConfig(StrictModel):
     """Training-loop settings shared by the training backbones."""
 
     val_before_train: bool = Field(
-        False, description="Run validation before the first training step; accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+        False,
+        description=(
+            "Run validation before the first training step; accepted for compatibility; not used yet (planned for the "
+            "local/trinity backbone)."
+        ),
     )
-    val_pass_n: int = Field(4, ge=1, description="n of the pass@n validation metric; accepted for compatibility; not used yet (planned for the local/trinity backbone).")
+    val_pass_n: int = Field(
+        4, ge=1,
+        description=(
+            "n of the pass@n validation metric; accepted for compatibility; not used yet (planned for the "
+            "local/trinity backbone)."
+        ),
+    )
     save_freq: int = Field(
         20, ge=1,
-        description="Save a checkpoint every this many steps (Trinity: trainer.save_interval); accepted for compatibility; not used yet (planned for the local/trinity backbone).",
+        description=(
+            "Save a checkpoint every this many steps (Trinity: trainer.save_interval); accepted for compatibility; "
+            "not used yet (planned for the local/trinity backbone)."
+        ),
     )
     test_freq: int = Field(
-        20, ge=1, description="Validate every this many steps (Trinity: explorer.eval_interval); accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+        20, ge=1,
+        description=(
+            "Validate every this many steps (Trinity: explorer.eval_interval); accepted for compatibility; not used "
+            "yet (planned for the local/trinity backbone)."
+        ),
     )
     total_epochs: int = Field(
-        50, ge=1, description="Passes over the training tasks (Trinity: buffer.total_epochs); accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+        50, ge=1,
+        description=(
+            "Passes over the training tasks (Trinity: buffer.total_epochs); accepted for compatibility; not used yet "
+            "(planned for the local/trinity backbone)."
+        ),
     )
-    nnodes: int = Field(1, ge=1, description="Nodes in the cluster (Trinity: cluster.node_num); accepted for compatibility; not used yet (planned for the trinity backbone).")
+    nnodes: int = Field(
+        1, ge=1,
+        description=(
+            "Nodes in the cluster (Trinity: cluster.node_num); accepted for compatibility; not used yet (planned for "
+            "the trinity backbone)."
+        ),
+    )
     n_gpus_per_node: int = Field(
-        8, ge=1, description="GPUs per node (Trinity: cluster.gpu_per_node); accepted for compatibility; not used yet (planned for the trinity backbone)."
+        8, ge=1,
+        description=(
+            "GPUs per node (Trinity: cluster.gpu_per_node); accepted for compatibility; not used yet (planned for the "
+            "trinity backbone)."
+        ),
     )
     logger: str = Field(
         "none",
         description=(
             "Experiment tracker: 'none' (local files only), 'tensorboard', 'wandb', 'swanlab', ... (Trinity: "
-            "monitor.monitor_type); accepted for compatibility; not used yet (planned for the local/trinity backbone); the debug backbone only writes local files."
+            "monitor.monitor_type); accepted for compatibility; not used yet (planned for the local/trinity "
+            "backbone); the debug backbone only writes local files."
         ),
     )
     algorithm: AlgorithmConfig = Field(
@@ -165,20 +209,33 @@ class TrainerCommonConfig(StrictModel):
             "accepted for compatibility; not used yet (planned for the local/trinity backbone)."
         ),
     )
-    kl_loss_coef: float = Field(0.002, ge=0.0, description="Weight of the KL loss term; accepted for compatibility; not used yet (planned for the local/trinity backbone).")
+    kl_loss_coef: float = Field(
+        0.002, ge=0.0,
+        description=(
+            "Weight of the KL loss term; accepted for compatibility; not used yet (planned for the local/trinity "
+            "backbone)."
+        ),
+    )
     kl_loss_type: str = Field(
         "low_var_kl",
-        description="KL estimator of the KL loss term (e.g. 'low_var_kl', 'k1'); accepted for compatibility; not used yet (planned for the local/trinity backbone).",
+        description=(
+            "KL estimator of the KL loss term (e.g. 'low_var_kl', 'k1'); accepted for compatibility; not used yet "
+            "(planned for the local/trinity backbone)."
+        ),
     )
     ulysses_sequence_parallel_size: int = Field(
         1, ge=1,
         description=(
-            "Ulysses sequence-parallel size (Trinity: trainer.ulysses_sequence_parallel_size); accepted for compatibility; not used yet (planned for the trinity backbone)."
+            "Ulysses sequence-parallel size (Trinity: trainer.ulysses_sequence_parallel_size); accepted for "
+            "compatibility; not used yet (planned for the trinity backbone)."
         ),
     )
     checkpoint_base_dir: str = Field(
         "./saved_checkpoints",
-        description="Directory for checkpoints (Trinity: checkpoint_root_dir); accepted for compatibility; not used yet (planned for the local/trinity backbone).",
+        description=(
+            "Directory for checkpoints (Trinity: checkpoint_root_dir); accepted for compatibility; not used yet "
+            "(planned for the local/trinity backbone)."
+        ),
     )
 
     @field_validator("logger", mode="before")
@@ -247,7 +304,10 @@ class AstunerConfig(StrictModel):
 
     project_name: str = Field(
         "astune_default_project",
-        description="Project name (Trinity: project; trackers group runs by it); accepted for compatibility; not used yet (planned for the local/trinity backbone).",
+        description=(
+            "Project name (Trinity: project; trackers group runs by it); accepted for compatibility; not used yet "
+            "(planned for the local/trinity backbone)."
+        ),
     )
     experiment_name: str = Field(
         "read_yaml_name",
@@ -315,6 +375,7 @@ class Config(StrictModel):
     trinity: dict[str, Any] = Field(
         default_factory=dict,
         description=(
-            "Free-form Trinity-RFT config, kept as written and saved in yaml_backup.yaml; accepted for compatibility; not used yet (planned for the trinity backbone)."
+            "Free-form Trinity-RFT config, kept as written and saved in yaml_backup.yaml; accepted for compatibility; "
+            "not used yet (planned for the trinity backbone)."
         ),
     )

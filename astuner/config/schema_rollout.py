@@ -19,20 +19,24 @@ class MultiTurnConfig(StrictModel):
     """Limits on multi-turn rollouts and the samples they produce."""
 
     max_sample_per_task: int = Field(
-        30, ge=1, description="Most training samples kept per rollout after merging timelines (a random subset beyond)."
+        30, ge=1,
+        description=(
+            "Most training samples kept per rollout after merging timelines (a seeded random subset beyond); read by "
+            "the sample builder."
+        ),
     )
     max_steps: int = Field(
         30, ge=1,
         description=(
-            "Step limit of upstream's classic (non-AgentScope) runner; accepted for compatibility; not used by "
-            "astuner."
+            "Step limit of upstream's classic (non-AgentScope) runner; accepted for compatibility; not used (a "
+            "workflow limits its own turns, e.g. ReActAgent max_iters)."
         ),
     )
     expected_steps: int = Field(
         1, ge=1,
         description=(
-            "Expected samples per rollout; only sizes Trinity's trainer batch (train_batch_size * num_repeat * "
-            "expected_steps)."
+            "Expected samples per rollout; sizes Trinity's trainer batch (train_batch_size * num_repeat * "
+            "expected_steps); accepted for compatibility; not used yet (planned for the trinity backbone)."
         ),
     )
 
@@ -40,14 +44,38 @@ class MultiTurnConfig(StrictModel):
 class ValKwargsConfig(StrictModel):
     """Sampling used for validation rollouts."""
 
-    temperature: float = Field(0.0, ge=0.0, description="Sampling temperature for validation (0 = greedy).")
-    top_k: int = Field(-1, description="Top-k for validation sampling (-1 = off).")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus-sampling threshold for validation.")
+    temperature: float = Field(
+        0.0, ge=0.0,
+        description=(
+            "Sampling temperature for validation (0 = greedy); accepted for compatibility; not used yet (planned for "
+            "validation in the local/trinity backbone)."
+        ),
+    )
+    top_k: int = Field(
+        -1,
+        description=(
+            "Top-k for validation sampling (-1 = off); accepted for compatibility; not used yet (planned for "
+            "validation in the local/trinity backbone)."
+        ),
+    )
+    top_p: float = Field(
+        1.0, gt=0.0, le=1.0,
+        description=(
+            "Nucleus-sampling threshold for validation; accepted for compatibility; not used yet (planned for "
+            "validation in the local/trinity backbone)."
+        ),
+    )
     do_sample: bool = Field(
         False,
-        description="Upstream's verl switch; accepted for compatibility; not used by astuner (temperature decides).",
+        description="Upstream's verl switch; accepted for compatibility; not used (temperature 0 means greedy).",
     )
-    num_repeat: int = Field(1, ge=1, description="Rollouts per validation task.")
+    num_repeat: int = Field(
+        1, ge=1,
+        description=(
+            "Rollouts per validation task; accepted for compatibility; not used yet (planned for validation in the "
+            "local/trinity backbone)."
+        ),
+    )
 
 
 class TransformersEngineConfig(StrictModel):
@@ -55,31 +83,44 @@ class TransformersEngineConfig(StrictModel):
 
     device: str = Field(
         "auto",
-        description="Torch device to run on: 'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1', ...",
+        description=(
+            "transformers engine: torch device, 'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1', ..."
+        ),
     )
     dtype: str = Field(
         "auto",
-        description="Weight dtype: 'auto' (bfloat16 on GPU, float32 on CPU), 'bfloat16', 'float16' or 'float32'.",
+        description=(
+            "transformers engine: weight dtype, 'auto' (bfloat16 on GPU, float32 on CPU), 'bfloat16', 'float16' or "
+            "'float32'."
+        ),
     )
-    max_batch_size: int = Field(32, ge=1, description="Most prompts generated together in one batched forward pass.")
+    max_batch_size: int = Field(
+        32, ge=1, description="transformers engine: most prompts generated together in one batched forward pass."
+    )
 
 
 class OpenAIEngineConfig(StrictModel):
     """An OpenAI-compatible completions server (e.g. vLLM) that returns token ids and logprobs."""
 
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible server.")
-    model_name: str = Field("", description="Model name sent with each request; empty means model.path.")
+    base_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="openai engine: base URL of the OpenAI-compatible server."
+    )
+    model_name: str = Field("", description="openai engine: model name sent with each request; empty means model.path.")
     api_key_env: str = Field(
         "OPENAI_API_KEY",
-        description="Environment variable holding the API key (unset is fine for a local server).",
+        description="openai engine: environment variable holding the API key (unset is fine for a local server).",
     )
-    timeout_s: float = Field(600.0, gt=0.0, description="Seconds to wait for one completion before the call fails.")
+    timeout_s: float = Field(
+        600.0, gt=0.0, description="openai engine: seconds to wait for one completion before the call fails."
+    )
 
 
 class ScriptedEngineConfig(StrictModel):
     """Replays canned replies, for tests and demos without a model."""
 
-    path: str = Field("", description="JSONL file of scripted replies, one JSON object per line.")
+    path: str = Field(
+        "", description="scripted engine: JSONL file of scripted replies, one JSON object per line (required)."
+    )
 
 
 class EngineConfig(StrictModel):
@@ -87,7 +128,10 @@ class EngineConfig(StrictModel):
 
     type: Literal["transformers", "openai", "scripted"] = Field(
         "transformers",
-        description="Engine kind: in-process 'transformers', an 'openai'-compatible server, or 'scripted' replies.",
+        description=(
+            "Engine kind the debug backbone generates with: in-process 'transformers', an 'openai'-compatible server, "
+            "or 'scripted' replies."
+        ),
     )
     transformers: TransformersEngineConfig = Field(
         default_factory=TransformersEngineConfig,
@@ -109,92 +153,149 @@ class RolloutConfig(StrictModel):
     agentscope_workflow: str = Field(
         "tutorial.example_math_agent.math_agent->ExampleMathLearn",
         description=(
-            "`module->Class` (or `path/file.py->Class`) of the workflow run per rollout; old name: "
-            "agentscope_learn_protocol."
+            "`module->Class` (or `path/file.py->Class`) of the workflow run per rollout, resolved at start-up; old "
+            "name: agentscope_learn_protocol."
         ),
     )
     use_agentscope_protocol: bool = Field(
         True,
         description=(
-            "Seed-era switch for the AgentScope workflow path; accepted for compatibility; astuner always uses it."
+            "Seed-era switch for the AgentScope workflow path; accepted for compatibility; not used (astuner always "
+            "runs the workflow through AgentScope)."
         ),
     )
     agentscope_disable_toolcalls: bool = Field(
-        False, description="Drop tool messages and tools from prompts and skip tool-call parsing."
+        False,
+        description=(
+            "Upstream switch to drop tools and tool messages from prompts and skip tool-call parsing; accepted for "
+            "compatibility; not used yet (tools are always rendered and tool calls always parsed)."
+        ),
     )
     max_env_worker: int = Field(
         128, ge=1,
-        description="Most rollouts running at once (Trinity: runners = min(this, 128) // n_vllm_engine).",
+        description=(
+            "Most rollouts running at once in training (Trinity: runners = min(this, 128) // n_vllm_engine); "
+            "accepted for compatibility; not used yet (planned for the trinity backbone); the debug backbone uses "
+            "debug.debug_max_parallel."
+        ),
     )
     max_rollout_retries: int = Field(
-        0, ge=0, description="Re-runs of a failed rollout before it is counted as failed and dropped from the step."
+        0, ge=0,
+        description=(
+            "Re-runs of a rollout whose workflow or judge raised, before it is counted as failed and dropped; read by "
+            "the rollout runner."
+        ),
     )
-    gamma: float = Field(1.0, description="Step-reward discount; must stay 1.0 (as upstream asserts).")
+    gamma: float = Field(
+        1.0,
+        description="Step-reward discount; only 1.0 is accepted (rewards are per rollout), so nothing else reads it.",
+    )
     compute_madness_checklist: list[MadnessCheck] = Field(
         default_factory=lambda: ["nonsense"],
         description=(
-            "Abnormal-output checks run on every LLM output: nonsense, non_ascii, format_type_1, wrong_toolcall."
+            "Madness checks the rollout runner applies to every LLM output: nonsense, format_type_1, wrong_toolcall "
+            "(non_ascii lets nonsense accept non-ASCII text); a flagged rollout gets agent_madness_reward."
         ),
     )
     agent_madness_termination: bool = Field(
-        True, description="Once a rollout is flagged by a madness check, stop tracking its later LLM calls."
+        True,
+        description=(
+            "Upstream: stop tracking a rollout's LLM calls once a madness check flags it; accepted for compatibility; "
+            "not used yet (every call is kept; the flagged rollout's reward is agent_madness_reward)."
+        ),
     )
     agent_madness_reward: float = Field(
         -1.0,
-        description="Reward given to every sample of a rollout flagged by a madness check.",
+        description=(
+            "Reward that replaces the judge's (and any bad-case penalty) for a rollout a madness check flags; all its "
+            "samples carry it."
+        ),
     )
-    max_response_length_in_one_turn: int = Field(4096, ge=1, description="Most tokens one LLM call may generate.")
+    max_response_length_in_one_turn: int = Field(
+        4096, ge=1,
+        description=(
+            "Most tokens one LLM call may generate (the model proxy's max_tokens); a prompt that leaves less room than "
+            "this under max_model_len is refused as a context overflow."
+        ),
+    )
     max_model_len: int = Field(
         18000, ge=1,
-        description="Context limit in tokens; must be >= data.max_prompt_length + data.max_response_length.",
+        description=(
+            "Context limit in tokens, enforced by the model proxy on every call; must be >= data.max_prompt_length + "
+            "data.max_response_length."
+        ),
     )
     multi_turn: MultiTurnConfig = Field(default_factory=MultiTurnConfig, description="Multi-turn limits.")
     tensor_model_parallel_size: int = Field(
         1, ge=1,
-        description="Tensor-parallel size of each vLLM rollout engine (trinity backbone).",
+        description=(
+            "Tensor-parallel size of each vLLM rollout engine; accepted for compatibility; not used yet (planned for "
+            "the trinity backbone)."
+        ),
     )
-    n_vllm_engine: int = Field(2, ge=1, description="Number of vLLM rollout engines (trinity backbone).")
+    n_vllm_engine: int = Field(
+        2, ge=1,
+        description=(
+            "Number of vLLM rollout engines; accepted for compatibility; not used yet (planned for the trinity "
+            "backbone)."
+        ),
+    )
     max_num_seqs: int = Field(
         10, ge=1,
         description=(
-            "Upstream's per-engine sequence limit; accepted for compatibility; not used by astuner (dead upstream "
-            "too)."
+            "Upstream's per-engine sequence limit; accepted for compatibility; not used (upstream never read it "
+            "either)."
         ),
     )
     name: Literal["vllm", "sglang"] = Field(
         "vllm",
         description=(
-            "Upstream's inference-server dialect; accepted for compatibility; astuner picks engines with "
-            "rollout.engine.type."
+            "Upstream's inference-server dialect; accepted for compatibility; not used (astuner picks engines with "
+            "rollout.engine.type)."
         ),
     )
-    num_repeat: int = Field(4, ge=1, description="Rollouts per task: the GRPO group size.")
-    temperature: float = Field(0.9, ge=0.0, description="Sampling temperature for training rollouts.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus-sampling threshold for training rollouts.")
+    num_repeat: int = Field(
+        4, ge=1, description="Rollouts per task, the GRPO group size; the debug backbone runs each task this often."
+    )
+    temperature: float = Field(
+        0.9, ge=0.0,
+        description=(
+            "Sampling temperature of rollouts, passed by the model proxy to the engine on every call (the scripted "
+            "engine ignores it)."
+        ),
+    )
+    top_p: float = Field(
+        1.0, gt=0.0, le=1.0,
+        description=(
+            "Nucleus-sampling threshold of rollouts, passed by the model proxy to the engine on every call (the "
+            "scripted engine ignores it)."
+        ),
+    )
     val_kwargs: ValKwargsConfig = Field(
         default_factory=ValKwargsConfig,
-        description="Sampling for validation rollouts.",
+        description="Sampling for validation rollouts; not used yet (the debug backbone samples like training).",
     )
     engine: EngineConfig = Field(
         default_factory=EngineConfig,
-        description="The inference engine of the debug and local backbones.",
+        description=(
+            "The inference engine that generates rollouts (debug backbone; the local backbone will use it too)."
+        ),
     )
     step_skip_action: int = Field(
         0, ge=0,
         description=(
-            "verl_default key (skip action generation every N steps); accepted for compatibility; not used by astuner."
+            "verl_default key (skip action generation every N steps); accepted for compatibility; not used."
         ),
     )
     submit_oversample_multiplier: float = Field(
         1.5,
         description=(
-            "verl_default key (oversampling factor of dynamic rollout); accepted for compatibility; not used by "
-            "astuner."
+            "verl_default key (oversampling factor of dynamic rollout); accepted for compatibility; not used."
         ),
     )
     enable_oversample: bool = Field(
         False,
-        description="verl_default key (dynamic oversampled rollout); accepted for compatibility; not used by astuner.",
+        description="verl_default key (dynamic oversampled rollout); accepted for compatibility; not used.",
     )
 
     @field_validator("gamma")

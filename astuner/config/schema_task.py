@@ -18,7 +18,13 @@ _SERVICE_NOTE = "accepted for compatibility; not used by astuner (no such reader
 class FilePathConfig(StrictModel):
     """One split's file."""
 
-    file_path: str = Field("", description="Path of the JSONL file (relative to the working directory or absolute).")
+    file_path: str = Field(
+        "",
+        description=(
+            "Path of the .jsonl (or .parquet) file, relative to the working directory or absolute; read only where "
+            "the enclosing block is used (task_reader.jsonl_dataset_file)."
+        ),
+    )
 
 
 class JsonlDatasetFileConfig(StrictModel):
@@ -50,13 +56,18 @@ class EnvServiceConfig(StrictModel):
 class HuggingfaceDatRepoConfig(StrictModel):
     """Tasks from a Hugging Face dataset (hub id or local directory; type 'huggingface_dat_repo')."""
 
-    dataset_path: str = Field("openai/gsm8k", description="Hub id or local directory of the dataset.")
+    dataset_path: str = Field(
+        "openai/gsm8k",
+        description="Hub id or local directory of the dataset (e.g. from scripts/download_dataset.py).",
+    )
     dataset_name: str = Field(
         "main",
         description="The dataset's config name (GSM8K: 'main' or 'socratic'); empty for none.",
     )
     training_split: str = Field("train", description="Split used for training tasks.")
-    validation_split: str = Field("test", description="Split used for validation tasks (and by the debug backbone).")
+    validation_split: str = Field(
+        "test", description="Split used for validation tasks (the debug backbone's default debug_split)."
+    )
 
 
 def _training_file(path: str) -> JsonlDatasetFileConfig:
@@ -69,11 +80,11 @@ class DocumentReaderConfig(StrictModel):
 
     document_path: list[str] = Field(
         default_factory=lambda: ["dataset/document/your-document1.pdf", "dataset/document/your-document2.pdf"],
-        description="Document files to generate tasks from; accepted for compatibility; not used by astuner.",
+        description="Document files to generate tasks from; accepted for compatibility; not used.",
     )
     languages: list[str] = Field(
         default_factory=lambda: ["eng"],
-        description="Document languages; accepted for compatibility; not used by astuner.",
+        description="Document languages; accepted for compatibility; not used.",
     )
 
 
@@ -82,11 +93,11 @@ class QueryReaderConfig(StrictModel):
 
     type: str = Field(
         "dataset_file",
-        description="Reader type of the seed queries; accepted for compatibility; not used by astuner.",
+        description="Reader type of the seed queries; accepted for compatibility; not used.",
     )
     dataset_file: JsonlDatasetFileConfig = Field(
         default_factory=lambda: _training_file("dataset/jsonl/your-queries.jsonl"),
-        description="Seed-query files; accepted for compatibility; not used by astuner.",
+        description="Seed-query files; accepted for compatibility; not used.",
     )
 
 
@@ -95,7 +106,7 @@ class SamplingParamsConfig(StrictModel):
 
     temperature: float = Field(
         0.0,
-        description="Temperature of the generation LLM; accepted for compatibility; not used by astuner.",
+        description="Temperature of the generation LLM; accepted for compatibility; not used.",
     )
 
 
@@ -104,54 +115,56 @@ class FilterParamsConfig(StrictModel):
 
     similarity_threshold: float = Field(
         0.8,
-        description="Tasks more similar than this are duplicates; accepted for compatibility; not used by astuner.",
+        description="Tasks more similar than this are duplicates; accepted for compatibility; not used.",
     )
     db_path: str = Field(
         "./.similarity_db",
-        description="Embedding database path; accepted for compatibility; not used by astuner.",
+        description="Embedding database path; accepted for compatibility; not used.",
     )
     model: str = Field(
         "text-embedding-v4",
-        description="Embedding model; accepted for compatibility; not used by astuner.",
+        description="Embedding model; accepted for compatibility; not used.",
     )
     api_key: str | None = Field(
         None,
-        description="Embedding API key (null: from the environment); accepted for compatibility; not used by astuner.",
+        description="Embedding API key (null: from the environment); accepted for compatibility; not used.",
     )
     base_url: str = Field(
         "https://dashscope.aliyuncs.com/compatible-mode/v1",
-        description="Embedding API base URL; accepted for compatibility; not used by astuner.",
+        description="Embedding API base URL; accepted for compatibility; not used.",
     )
 
 
 class FilterConfig(StrictModel):
     """De-duplication of generated tasks."""
 
-    type: str = Field("deduplication", description="Filter kind; accepted for compatibility; not used by astuner.")
-    enabled: bool = Field(True, description="Whether the filter runs; accepted for compatibility; not used by astuner.")
-    params: FilterParamsConfig = Field(default_factory=FilterParamsConfig, description="Filter parameters.")
+    type: str = Field("deduplication", description="Filter kind; accepted for compatibility; not used.")
+    enabled: bool = Field(True, description="Whether the filter runs; accepted for compatibility; not used.")
+    params: FilterParamsConfig = Field(default_factory=FilterParamsConfig, description="Filter parameters; not used.")
 
 
 class DataGenerationConfig(StrictModel):
     """LLM-generated tasks (type 'data_generation'); upstream feature, not implemented in astuner."""
 
-    document_reader: DocumentReaderConfig = Field(default_factory=DocumentReaderConfig, description="Source documents.")
-    query_reader: QueryReaderConfig = Field(default_factory=QueryReaderConfig, description="Seed queries.")
-    task_num: int = Field(10, ge=0, description="Tasks to generate; accepted for compatibility; not used by astuner.")
-    llm_model: str = Field("qwen-long", description="Generation LLM; accepted for compatibility; not used by astuner.")
+    document_reader: DocumentReaderConfig = Field(
+        default_factory=DocumentReaderConfig, description="Source documents; not used."
+    )
+    query_reader: QueryReaderConfig = Field(default_factory=QueryReaderConfig, description="Seed queries; not used.")
+    task_num: int = Field(10, ge=0, description="Tasks to generate; accepted for compatibility; not used.")
+    llm_model: str = Field("qwen-long", description="Generation LLM; accepted for compatibility; not used.")
     llm_response_length: int = Field(
         8192, ge=1,
-        description="Token limit of the generation LLM; accepted for compatibility; not used by astuner.",
+        description="Token limit of the generation LLM; accepted for compatibility; not used.",
     )
     num_workers: int = Field(
         32, ge=1,
-        description="Generation threads; accepted for compatibility; not used by astuner.",
+        description="Generation threads; accepted for compatibility; not used.",
     )
     sampling_params: SamplingParamsConfig = Field(
         default_factory=SamplingParamsConfig,
-        description="Generation sampling.",
+        description="Generation sampling; not used.",
     )
-    filter: FilterConfig = Field(default_factory=FilterConfig, description="Generated-task filter.")
+    filter: FilterConfig = Field(default_factory=FilterConfig, description="Generated-task filter; not used.")
 
 
 TaskReaderType = Literal[
@@ -166,22 +179,28 @@ class TaskReaderConfig(StrictModel):
 
     type: TaskReaderType = Field(
         "huggingface_dat_repo",
-        description="Reader kind; the seed-era 'dataset_file' is accepted and normalised to 'jsonl_dataset_file'.",
+        description=(
+            "Reader kind: huggingface_dat_repo, jsonl_dataset_file (seed-era 'dataset_file' is normalised to it) or "
+            "random_dummy; env_service and data_generation are accepted here but fail when tasks are read."
+        ),
     )
-    shuffle: bool = Field(True, description="Shuffle the task lists with astuner.seed (reproducible order).")
+    shuffle: bool = Field(
+        True, description="Shuffle the task lists with astuner.seed (reproducible order); read by the debug backbone."
+    )
     jsonl_dataset_file: JsonlDatasetFileConfig = Field(
         default_factory=JsonlDatasetFileConfig,
         description="JSONL files (type 'jsonl_dataset_file'); old block name: dataset_file.",
     )
     env_service: EnvServiceConfig = Field(
         default_factory=EnvServiceConfig,
-        description="Environment service (type 'env_service').",
+        description="Environment service (type 'env_service'); not available yet: reading tasks from it fails.",
     )
     huggingface_dat_repo: HuggingfaceDatRepoConfig = Field(
         default_factory=HuggingfaceDatRepoConfig, description="Hugging Face dataset (type 'huggingface_dat_repo')."
     )
     data_generation: DataGenerationConfig = Field(
-        default_factory=DataGenerationConfig, description="LLM task generation (type 'data_generation')."
+        default_factory=DataGenerationConfig,
+        description="LLM task generation (type 'data_generation'); not implemented, so no key in it is used.",
     )
 
     @field_validator("type")
@@ -196,60 +215,68 @@ class BadCasePenaltiesConfig(StrictModel):
 
     malformed_tool_call: float = Field(
         0.0, ge=0.0,
-        description="Subtracted when a rollout emits an unparsable <tool_call>.",
+        description="Subtracted from the judge's reward when a rollout emits an unparsable <tool_call>.",
     )
-    empty_tool_stdout: float = Field(0.0, ge=0.0, description="Subtracted when a rollout's tool call printed nothing.")
+    empty_tool_stdout: float = Field(
+        0.0, ge=0.0,
+        description=(
+            "Subtracted from the judge's reward when an execute_python_code call of the rollout printed nothing."
+        ),
+    )
     answer_before_tool_response: float = Field(
         0.0, ge=0.0,
-        description="Subtracted when a final answer comes in the same turn as a tool call, before its response.",
+        description=(
+            "Subtracted from the judge's reward when a final answer comes in the same turn as a tool call, before "
+            "its response."
+        ),
     )
 
 
 class RubricsAutoGraderConfig(StrictModel):
     """Upstream's rubric-generating auto grader (judge_type 'rubrics_auto_grader'); not implemented in astuner."""
 
-    model_name: str = Field("qwen-max", description="Grader LLM; accepted for compatibility; not used by astuner.")
-    grader_mode: str = Field("pointwise", description="Grading mode; accepted for compatibility; not used by astuner.")
-    language: str = Field("en", description="Rubric language; accepted for compatibility; not used by astuner.")
+    model_name: str = Field("qwen-max", description="Grader LLM; accepted for compatibility; not used.")
+    grader_mode: str = Field("pointwise", description="Grading mode; accepted for compatibility; not used.")
+    language: str = Field("en", description="Rubric language; accepted for compatibility; not used.")
     query_specific_generate_number: int = Field(
         1,
-        description="Rubrics generated per query; accepted for compatibility; not used by astuner.",
+        description="Rubrics generated per query; accepted for compatibility; not used.",
     )
     enable_categorization: bool = Field(
         False,
-        description="Group rubrics into categories; accepted for compatibility; not used by astuner.",
+        description="Group rubrics into categories; accepted for compatibility; not used.",
     )
     categories_number: int = Field(
         5,
-        description="Number of rubric categories; accepted for compatibility; not used by astuner.",
+        description="Number of rubric categories; accepted for compatibility; not used.",
     )
-    grader_name: str = Field("auto_grader", description="Grader name; accepted for compatibility; not used by astuner.")
+    grader_name: str = Field("auto_grader", description="Grader name; accepted for compatibility; not used.")
     query_field: str = Field(
         "main_query",
-        description="Task field holding the query; accepted for compatibility; not used by astuner.",
+        description="Task field holding the query; accepted for compatibility; not used.",
     )
     answer_field: str = Field(
         "final_answer",
-        description="Judge-input field holding the answer; accepted for compatibility; not used by astuner.",
+        description="Judge-input field holding the answer; accepted for compatibility; not used.",
     )
     reference_field: str = Field(
         "answer",
-        description="Task metadata field holding the reference; accepted for compatibility; not used by astuner.",
+        description="Task metadata field holding the reference; accepted for compatibility; not used.",
     )
     custom_evaluation_prompt: Any = Field(
         None,
-        description="Custom grading prompt (null for the built-in); accepted for compatibility; not used by astuner.",
+        description="Custom grading prompt (null for the built-in); accepted for compatibility; not used.",
     )
     input_data_type: str = Field(
         "dataset_file",
-        description="Where rubric examples come from; accepted for compatibility; not used by astuner.",
+        description="Where rubric examples come from; accepted for compatibility; not used.",
     )
     dataset_file: JsonlDatasetFileConfig = Field(
         default_factory=lambda: _training_file("tutorial/example_rm_auto_grader/rubrics_train.jsonl"),
-        description="Rubric example files; accepted for compatibility; not used by astuner.",
+        description="Rubric example files; accepted for compatibility; not used.",
     )
-    min_score: float = Field(0, description="Lowest pointwise score; accepted for compatibility; not used by astuner.")
-    max_score: float = Field(1, description="Highest pointwise score; accepted for compatibility; not used by astuner.")
+    min_score: float = Field(0, description="Lowest pointwise score; accepted for compatibility; not used.")
+    max_score: float = Field(1, description="Highest pointwise score; accepted for compatibility; not used.")
 
 
 class TaskJudgeConfig(StrictModel):
@@ -257,29 +284,50 @@ class TaskJudgeConfig(StrictModel):
 
     judge_type: Literal["customized_protocol", "rubrics_auto_grader"] = Field(
         "customized_protocol",
-        description="'customized_protocol' runs judge_protocol; 'rubrics_auto_grader' is accepted but not implemented.",
+        description=(
+            "Judge family; accepted for compatibility; not used yet: judge_protocol always runs "
+            "('rubrics_auto_grader' is not implemented)."
+        ),
     )
     judge_protocol: str = Field(
         "astuner.task_judge.math_answer_as_judge->MathAnswerAsJudge",
-        description="`module->Class` (or `path/file.py->Class`) of the judge; `astune.` paths resolve to `astuner.`.",
+        description=(
+            "`module->Class` (or `path/file.py->Class`) of the judge, built once at start-up and called for every "
+            "rollout that set no reward itself; `astune.` paths resolve to `astuner.`."
+        ),
     )
-    alien_llm_model: str = Field("qwen3-235b-a22b-instruct-2507", description="Helper LLM of LLM-as-judge judges.")
-    alien_llm_response_length: int = Field(512, ge=1, description="Most tokens the helper LLM may answer with.")
+    alien_llm_model: str = Field(
+        "qwen3-235b-a22b-instruct-2507", description="MathAnswerAndLlmAsJudge: the helper LLM's model name."
+    )
+    alien_llm_response_length: int = Field(
+        512, ge=1, description="MathAnswerAndLlmAsJudge: most tokens the helper LLM may answer with (max_tokens)."
+    )
     alien_llm_base_url: str = Field(
-        "https://dashscope.aliyuncs.com/compatible-mode/v1", description="OpenAI-compatible base URL of the helper LLM."
+        "https://dashscope.aliyuncs.com/compatible-mode/v1",
+        description="MathAnswerAndLlmAsJudge: OpenAI-compatible base URL of the helper LLM.",
     )
     alien_llm_api_key_env: str = Field(
         "DASHSCOPE_API_KEY",
-        description="Environment variable holding the helper LLM's API key.",
+        description=(
+            "MathAnswerAndLlmAsJudge: NAME of the environment variable holding the helper LLM's API key (unset: a "
+            "rollout that needs the LLM fails)."
+        ),
     )
     alien_llm_max_retries: int = Field(
         4, ge=0,
-        description="Most attempts at one helper-LLM request before the judge gives up (upstream made 4).",
+        description=(
+            "MathAnswerAndLlmAsJudge: attempts in all at one helper-LLM request (0 counts as 1) before the judge "
+            "gives up and the rollout fails."
+        ),
     )
-    alien_llm_timeout_s: float = Field(60.0, gt=0.0, description="Seconds to wait for one helper-LLM answer.")
+    alien_llm_timeout_s: float = Field(
+        60.0, gt=0.0, description="MathAnswerAndLlmAsJudge: seconds to wait for one helper-LLM attempt."
+    )
     bad_case_penalties: BadCasePenaltiesConfig = Field(
-        default_factory=BadCasePenaltiesConfig, description="Penalties subtracted from the reward per bad case."
+        default_factory=BadCasePenaltiesConfig,
+        description="Penalties the rollout runner subtracts from the judge's reward, one per flagged bad case.",
     )
     rubrics_auto_grader: RubricsAutoGraderConfig = Field(
-        default_factory=RubricsAutoGraderConfig, description="Auto-grader settings (judge_type 'rubrics_auto_grader')."
+        default_factory=RubricsAutoGraderConfig,
+        description="Auto-grader settings (judge_type 'rubrics_auto_grader'); not implemented, so none is used.",
     )
