@@ -77,19 +77,19 @@ def _run(args: argparse.Namespace) -> int:
     if args.db:
         os.environ.update({"RAY_DEBUG_POST_MORTEM": "1", "DEBUG_TAGS": args.db, "RAY_record_task_actor_creation_sites": "true"})
         print("astuner: debug mode is on")
-    if args.backbone != "debug":
-        raise UsageError(
-            f"--backbone={args.backbone} is not available in this version yet; use --backbone=debug"
-        )
-    return _run_debug(args)
+    return _run_backbone(args)
 
 
-def _run_debug(args: argparse.Namespace) -> int:
-    from astuner.backbone.debug import run_debug
+def _run_backbone(args: argparse.Namespace) -> int:
+    """Load the config, prepare the experiment dir, and hand over to the chosen backbone."""
+    from astuner.backbone import load_backbone
     from astuner.backbone.runtime import SetupError
     from astuner.config import ConfigError, load_config, prepare_experiment
     from astuner.task_reader import TaskReaderError
 
+    run = load_backbone(args.backbone)
+    if run is None:
+        raise UsageError(f"--backbone={args.backbone} is not available in this version yet; use --backbone=debug")
     conf = Path(args.conf)
     if conf.suffix not in (".yaml", ".yml"):
         raise UsageError(f"--conf: {args.conf!r} is not a .yaml file")
@@ -98,13 +98,12 @@ def _run_debug(args: argparse.Namespace) -> int:
         exp_dir = prepare_experiment(config, conf, args.exp_dir)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    if args.with_ray:
-        print("astuner: --with-ray is ignored by the debug backbone (it never uses Ray)")
+    if args.with_ray and args.backbone != "trinity":
+        print(f"astuner: --with-ray is ignored by the {args.backbone} backbone (it never uses Ray)")
     if args.with_logview:
         print(f"astuner: the log viewer is not part of this version yet; token-level logs go to {exp_dir / 'rollouts'}")
     print(f"astuner: experiment {config.astuner.experiment_name} -> {exp_dir}")
     try:
-        summary = run_debug(config, exp_dir)
+        return run(config, exp_dir, args)
     except (SetupError, TaskReaderError) as exc:
         raise UsageError(f"{conf.name}: {exc}") from None
-    return 1 if summary["rollouts"] and summary["failed_rollouts"] == summary["rollouts"] else 0

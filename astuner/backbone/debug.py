@@ -34,6 +34,12 @@ def select_tasks(config: Any) -> list[Task]:
     return tasks[: a.debug.debug_first_n_tasks]
 
 
+def run(config: Any, exp_dir: Path, args: Any = None) -> int:
+    """CLI entry: exit code 1 when every rollout failed, else 0 (failures are counted and shown)."""
+    summary = run_debug(config, exp_dir)
+    return 1 if summary["rollouts"] and summary["failed_rollouts"] == summary["rollouts"] else 0
+
+
 def run_debug(config: Any, exp_dir: Path) -> dict[str, Any]:
     """Run the debug job; returns the summary (also written to ``summary.json``)."""
     a = config.astuner
