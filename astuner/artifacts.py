@@ -37,6 +37,7 @@ def rollout_record(result: RolloutResult, tokenizer: Any) -> dict[str, Any]:
         "timeline_breaks": result.timeline_breaks,
         "context_overflow": result.context_overflow,
         "attempts": result.attempts,
+        "env": result.env,
         "error": result.error,
         "messages": _jsonable(result.messages),
         "samples": samples,

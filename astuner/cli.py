@@ -8,6 +8,7 @@ judge code are hit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -34,8 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
         "trinity: Trinity-RFT on Ray; local: one-process GRPO. Default: trinity",
     )
     p.add_argument("--exp-dir", default="saved_experiments", help="where <experiment name>/ is written (default: saved_experiments)")
-    p.add_argument("--with-ray", action="store_true", help="start a local Ray head for the trinity backbone")
-    p.add_argument("--with-logview", action="store_true", help="serve the token-level log viewer for this run")
+    p.add_argument(
+        "--with-ray",
+        action="store_true",
+        help="start a local Ray head for the trinity backbone (or join MASTER_ADDR:MASTER_PORT); "
+        "without --conf, only start it",
+    )
+    p.add_argument(
+        "--skip-gpu-check",
+        action="store_true",
+        help="trinity backbone: launch even if nvidia-smi is missing or a GPU has under 95%% free memory",
+    )
+    p.add_argument(
+        "--with-logview",
+        action="store_true",
+        help="serve the token-level log viewer on 127.0.0.1 (astuner.logview.port, default 8181) for this run; "
+        "without --conf, browse --exp-dir until Ctrl-C",
+    )
+    p.add_argument("--logview-stay", action="store_true", help="keep serving the log viewer after the run until Ctrl-C")
     p.add_argument(
         "--kill",
         default="",
@@ -65,12 +82,21 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--backbone: unknown backbone {args.backbone!r} (choose from {', '.join(BACKBONES)})")
     keywords = "|".join(k for k in (AUTOKILL if args.autokill else "", args.kill) if k)
     if keywords:
-        from astuner.procs import kill_registered
+        from astuner.procs import kill
 
-        pids = kill_registered(keywords)
+        report = kill(keywords)
+        for note in report.notes:
+            print(f"astuner: {note}")
+        pids = report.pids
         print(f"astuner: killed {len(pids)} astuner-started process(es): {pids}" if pids
               else f"astuner: no astuner-started processes match {keywords!r}")
     if not args.conf:
+        if args.with_ray:
+            from astuner.ray_service import with_ray_only
+
+            return _cluster_step(with_ray_only)
+        if args.with_logview:
+            return _browse(args)
         if keywords:
             return 0
         raise UsageError("--conf is required (a YAML file); see astuner --help")
@@ -93,6 +119,8 @@ def _run_backbone(args: argparse.Namespace) -> int:
     conf = Path(args.conf)
     if conf.suffix not in (".yaml", ".yml"):
         raise UsageError(f"--conf: {args.conf!r} is not a .yaml file")
+    if args.backbone == "trinity" and not args.skip_gpu_check:
+        _check_gpus()
     try:
         config = load_config(conf, args.overrides, backbone=args.backbone)
         exp_dir = prepare_experiment(config, conf, args.exp_dir)
@@ -100,10 +128,59 @@ def _run_backbone(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.with_ray and args.backbone != "trinity":
         print(f"astuner: --with-ray is ignored by the {args.backbone} backbone (it never uses Ray)")
-    if args.with_logview:
-        print(f"astuner: the log viewer is not part of this version yet; token-level logs go to {exp_dir / 'rollouts'}")
     print(f"astuner: experiment {config.astuner.experiment_name} -> {exp_dir}")
     try:
-        return run(config, exp_dir, args)
+        with _logview(args, config, exp_dir):
+            return _cluster_step(lambda: run(config, exp_dir, args))
     except (SetupError, TaskReaderError) as exc:
         raise UsageError(f"{conf.name}: {exc}") from None
+
+
+def _logview(args: argparse.Namespace, config, exp_dir: Path):
+    """The log viewer for the length of the run (``--with-logview``), or nothing."""
+    if not args.with_logview:
+        return contextlib.nullcontext()
+    from astuner.logview.session import logview_for_run
+
+    lv = config.astuner.logview
+    return logview_for_run(exp_dir, port=lv.port, stay=args.logview_stay or lv.stay)
+
+
+def _browse(args: argparse.Namespace) -> int:
+    """``astuner --with-logview --exp-dir DIR`` without a config: browse past runs until Ctrl-C."""
+    from astuner.logview.server import start_logview
+
+    server = start_logview(Path(args.exp_dir))
+    print(f"astuner: logview at {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.wait()
+    finally:
+        server.stop()
+    return 0
+
+
+def _check_gpus() -> None:
+    """Upstream's pre-flight check for the cluster backbone: every GPU at least 95% free (else exit 2)."""
+    from astuner.ray_service import GpuCheckError, check_gpus
+
+    try:
+        lines = check_gpus()
+    except GpuCheckError as exc:
+        raise UsageError(str(exc)) from None
+    for line in lines:
+        print(f"astuner: {line}")
+
+
+def _cluster_step(step) -> int:
+    """Run a step that may start or join Ray: one line on failure, exit 2 when Ray is not installed, else 1."""
+    from astuner.ray_service import RayError
+
+    try:
+        return step()
+    except RayError as exc:
+        print(f"astuner: error: {exc}", file=sys.stderr)
+        return 2 if exc.not_installed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

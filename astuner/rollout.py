@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import traceback
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from astuner.chat_template import ChatTemplate
 from astuner.engine.base import Engine
+from astuner.env_service.session import env_for_rollout
 from astuner.model_tuner import ModelTuner, ProxySettings
 from astuner.samples import SampleStats, build_samples
 from astuner.schema import Sample, Task, WorkflowOutput, WorkflowTask
@@ -48,6 +50,8 @@ class RolloutResult:
     context_overflow: bool = False
     attempts: int = 1
     error: str | None = None
+    env: dict[str, Any] = field(default_factory=dict)
+    """env_service rollouts: the instance's metrics (``astuner.env_service.session``); else empty."""
 
 
 class Rollouts:
@@ -59,6 +63,8 @@ class Rollouts:
         self.template = template
         self.workflow_cls = workflow_cls
         self.judge = judge
+        self.seed_salt = 0
+        """Mixed into every rollout's sampling seed; the local backbone sets it to the step number."""
         a = config.astuner
         r = a.rollout
         self.settings = ProxySettings(
@@ -68,10 +74,7 @@ class Rollouts:
             max_response_length_in_one_turn=r.max_response_length_in_one_turn,
             seed=a.seed,
         )
-        t = a.python_tool
-        self.tool_limits = ToolLimits(
-            timeout_s=t.timeout_s, max_output_chars=t.max_output_chars, memory_mb=t.memory_mb, isolation=t.isolation
-        )
+        self.tool_limits = ToolLimits.from_config(a.python_tool)
 
     async def run_group(self, task: Task, num_repeat: int, semaphore: asyncio.Semaphore | None = None) -> list[RolloutResult]:
         """``num_repeat`` rollouts of one task, concurrently (bounded by ``semaphore``)."""
@@ -88,13 +91,13 @@ class Rollouts:
         retries = self.config.astuner.rollout.max_rollout_retries
         result = None
         for attempt in range(retries + 1):
-            result = await self._attempt(task, repeat_index)
+            result = await self._attempt(task, repeat_index, attempt)
             result.attempts = attempt + 1
             if result.error is None:
                 break
         return result
 
-    async def _attempt(self, task: Task, repeat_index: int) -> RolloutResult:
+    async def _attempt(self, task: Task, repeat_index: int, attempt: int = 0) -> RolloutResult:
         wt = WorkflowTask(task=task, repeat_index=repeat_index)
         result = RolloutResult(task_id=task.task_id, repeat_index=repeat_index, rollout_id=wt.task_tag)
         context = {
@@ -102,11 +105,13 @@ class Rollouts:
             "query": task.main_query or (task.first_messages()[-1].get("content", "")),
             "rollout_id": wt.task_tag,
         }
-        tuner = ModelTuner(self.engine, self.template, self.settings, context=context)
+        settings = replace(self.settings, seed=rollout_seed(self.settings.seed, self.seed_salt, wt.task_tag, attempt))
+        tuner = ModelTuner(self.engine, self.template, settings, context=context)
         try:
-            with use_limits(self.tool_limits):
-                output = await run_workflow(self.workflow_cls, wt, tuner, self.config)
-            raw_reward, is_success = self._judge(wt, output, tuner)
+            async with env_for_rollout(self.config, wt, result.env):  # env_service: instance held, always released
+                with use_limits(self.tool_limits):
+                    output = await run_workflow(self.workflow_cls, wt, tuner, self.config)
+                raw_reward, is_success = await asyncio.to_thread(self._judge, wt, output, tuner)
         except Exception as exc:  # counted and dropped by the caller; the traceback is kept for the log
             result.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
             _fill_from_tuner(result, tuner)
@@ -154,6 +159,13 @@ class Rollouts:
         return float(raw), bool(ok)
 
 
+def rollout_seed(base: int | None, salt: int, rollout_id: str, attempt: int) -> int | None:
+    """A distinct, reproducible sampling seed per rollout, so a group's rollouts differ."""
+    if base is None:
+        return None
+    return zlib.crc32(f"{base}:{salt}:{rollout_id}:{attempt}".encode()) & 0x7FFFFFFF
+
+
 def _fill_from_tuner(result: RolloutResult, tuner: ModelTuner) -> None:
     result.num_calls = len(tuner.calls)
     result.num_tool_calls = sum(
@@ -185,4 +197,8 @@ def summarize(results: list[RolloutResult]) -> dict[str, Any]:
         summary[f"bad_case/{name}"] = sum(bool(r.bad_cases.get(name)) for r in ok)
     for name in sorted({k for r in ok for k in r.madness}):
         summary[f"madness/{name}"] = sum(bool(r.madness.get(name)) for r in ok)
+    if any(r.env for r in results):
+        summary["env/errors"] = sum(bool(r.env.get("error") or r.env.get("release_error")) for r in results)
+        summary["env/unreleased_instances"] = sum(bool(r.env.get("unreleased")) for r in results)
+        summary["env/steps_per_rollout"] = sum(r.env.get("steps", 0) for r in ok) / n if n else 0.0
     return summary

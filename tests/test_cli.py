@@ -100,3 +100,19 @@ def test_kill_never_signals_the_caller(tmp_path, monkeypatch):
     register(os.getpid(), "self", [sys.executable, "pytest"])
     assert kill_registered("python|pytest|self") == []
     assert Path(f"/proc/{os.getpid()}").exists()
+
+
+def test_with_logview_serves_during_the_run_and_stops_after(tmp_path, monkeypatch, capsys):
+    import re
+    import urllib.error
+    import urllib.request
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("ASTUNER_CACHE", str(tmp_path / "cache"))
+    code = main(["--conf", GOOD, "--backbone=debug", "--with-logview", "--exp-dir", str(tmp_path / "exp"),
+                 "astuner.logview.port=18731", "astuner.debug.debug_first_n_tasks=1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    url = re.search(r"logview at (http://127\.0\.0\.1:\d+/)", out).group(1)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url + "api/experiments", timeout=2)

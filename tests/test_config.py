@@ -313,7 +313,6 @@ def test_unused_upstream_keys_say_so():
         "astuner.rollout.step_skip_action",
         "astuner.context_tracker.max_env_len",
         "astuner.execute_test",
-        "astuner.task_reader.env_service.env_url",
         "astuner.task_judge.rubrics_auto_grader.model_name",
     ):
         assert "accepted for compatibility" in docs[path], path

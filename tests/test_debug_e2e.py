@@ -126,10 +126,13 @@ def test_math_agent_yaml_with_tiny_model_through_transformers(tmp_path, monkeypa
     assert code == 0, err
     s = summary_of(exp)
     assert s["rollouts"] == 2 and s["failed_rollouts"] == 0
-    for r in rollouts_of(exp):
+    rows = rollouts_of(exp)
+    for r in rows:
         assert r["num_calls"] >= 1
         for sample in r["samples"]:
             assert 0 < sum(sample["loss_mask"]) and all(lp <= 0 for lp in sample["logprobs"])
+    # each rollout of a group samples with its own seed, so a GRPO group is not n copies of one rollout
+    assert rows[0]["samples"][0]["token_ids"] != rows[1]["samples"][0]["token_ids"]
 
 
 class _JudgeLLM(BaseHTTPRequestHandler):

@@ -371,8 +371,8 @@ def test_no_file_configured():
         reader.get_training_tasks()
 
 
-def test_unknown_and_unavailable_types():
-    with pytest.raises(TaskReaderError, match="not available yet"):
+def test_unknown_types_and_incomplete_env_service():
+    with pytest.raises(TaskReaderError, match="task_reader.env_service is missing"):
         build_task_reader({"type": "env_service"})
     with pytest.raises(TaskReaderError) as err:
         build_task_reader({"type": "hf"})

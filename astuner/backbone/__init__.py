@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-_MODULES = {"debug": "astuner.backbone.debug"}
+_MODULES = {"debug": "astuner.backbone.debug", "local": "astuner.backbone.local", "trinity": "astuner.backbone.trinity"}
 
 
 def load_backbone(name: str) -> Callable | None:

@@ -35,7 +35,11 @@ class Runtime:
     model_path: str
 
     def close(self) -> None:
+        """Stop the engine and the Python tool's warm sandboxes (they are children of this process)."""
+        from astuner.tool import shutdown
+
         self.engine.close()
+        shutdown()
 
 
 def model_path(path: str) -> str:
@@ -48,19 +52,20 @@ def model_path(path: str) -> str:
     return path
 
 
-def build_runtime(config: Any) -> Runtime:
+def build_runtime(config: Any, *, tokenizer: Any = None, engine: Engine | None = None) -> Runtime:
+    """Everything a rollout needs; a backbone that owns the model passes its tokenizer and engine."""
     a = config.astuner
     workflow_cls = _resolve_key("astuner.rollout.agentscope_workflow", a.rollout.agentscope_workflow)
     judge_cls = _resolve_key("astuner.task_judge.judge_protocol", a.task_judge.judge_protocol)
     judge = judge_cls(config)
     path = model_path(a.model.path)
-    tokenizer = _load_tokenizer(path)
+    tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(path)
     try:
         template = ChatTemplate(tokenizer)
     except ChatTemplateError as exc:
         raise SetupError(f"astuner.model.path: {exc}") from exc
     try:
-        engine = build_engine(a.rollout.engine, path, tokenizer, template.turn.end_of_turn_id, seed=a.seed)
+        engine = engine or build_engine(a.rollout.engine, path, tokenizer, template.turn.end_of_turn_id, seed=a.seed)
     except (ValueError, EngineError) as exc:
         raise SetupError(f"astuner.rollout.engine: {exc}") from exc
     return Runtime(tokenizer, template, engine, Rollouts(config, engine, template, workflow_cls, judge), path)

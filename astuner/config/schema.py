@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from astuner.config.base import StrictModel
+from astuner.config.schema_local import LocalConfig
 from astuner.config.schema_rollout import RolloutConfig
 from astuner.config.schema_task import TaskJudgeConfig, TaskReaderConfig
 
@@ -53,8 +54,7 @@ class DataConfig(StrictModel):
         32, ge=1,
         description=(
             "Tasks per training step (samples per step = this * rollout.num_repeat * "
-            "rollout.multi_turn.expected_steps); accepted for compatibility; not used yet (planned for the "
-            "local/trinity backbone)."
+            "rollout.multi_turn.expected_steps); local backbone: tasks per step (Trinity: buffer.batch_size)."
         ),
     )
 
@@ -124,8 +124,7 @@ class OptimConfig(StrictModel):
     lr: float = Field(
         1e-6, gt=0.0,
         description=(
-            "Learning rate (Trinity: algorithm.optimizer.lr); accepted for compatibility; not used yet (planned for "
-            "the local/trinity backbone)."
+            "Learning rate (local backbone; trinity backbone: algorithm.optimizer.lr)."
         ),
     )
 
@@ -136,58 +135,56 @@ class TrainerCommonConfig(StrictModel):
     val_before_train: bool = Field(
         False,
         description=(
-            "Run validation before the first training step; accepted for compatibility; not used yet (planned for the "
-            "local/trinity backbone)."
+            "Run validation before the first training step (local backbone; trinity backbone: "
+            "explorer.eval_on_startup)."
         ),
     )
     val_pass_n: int = Field(
         4, ge=1,
         description=(
-            "n of the pass@n validation metric; accepted for compatibility; not used yet (planned for the "
-            "local/trinity backbone)."
+            "n of the pass@n validation metric; accepted for compatibility; not used yet (the local backbone "
+            "reports success rate over rollout.val_kwargs.num_repeat rollouts)."
         ),
     )
     save_freq: int = Field(
         20, ge=1,
         description=(
-            "Save a checkpoint every this many steps (Trinity: trainer.save_interval); accepted for compatibility; "
-            "not used yet (planned for the local/trinity backbone)."
+            "Save a checkpoint every this many steps (local backbone; Trinity: trainer.save_interval)."
         ),
     )
     test_freq: int = Field(
         20, ge=1,
         description=(
-            "Validate every this many steps (Trinity: explorer.eval_interval); accepted for compatibility; not used "
-            "yet (planned for the local/trinity backbone)."
+            "Validate every this many steps (local backbone; Trinity: explorer.eval_interval)."
         ),
     )
     total_epochs: int = Field(
         50, ge=1,
         description=(
-            "Passes over the training tasks (Trinity: buffer.total_epochs); accepted for compatibility; not used yet "
-            "(planned for the local/trinity backbone)."
+            "Passes over the training tasks (local backbone, unless local.max_steps stops it earlier; Trinity: "
+            "buffer.total_epochs)."
         ),
     )
     nnodes: int = Field(
         1, ge=1,
         description=(
-            "Nodes in the cluster (Trinity: cluster.node_num); accepted for compatibility; not used yet (planned for "
-            "the trinity backbone)."
+            "Nodes in the cluster (trinity backbone: cluster.node_num; the launch checks that the Ray cluster has "
+            "nnodes * n_gpus_per_node GPUs)."
         ),
     )
     n_gpus_per_node: int = Field(
         8, ge=1,
         description=(
-            "GPUs per node (Trinity: cluster.gpu_per_node); accepted for compatibility; not used yet (planned for the "
-            "trinity backbone)."
+            "GPUs per node (trinity backbone: cluster.gpu_per_node; the trainer gets the GPUs the vLLM rollout "
+            "engines leave)."
         ),
     )
     logger: str = Field(
         "none",
         description=(
             "Experiment tracker: 'none' (local files only), 'tensorboard', 'wandb', 'swanlab', ... (Trinity: "
-            "monitor.monitor_type); accepted for compatibility; not used yet (planned for the local/trinity "
-            "backbone); the debug backbone only writes local files."
+            "monitor.monitor_type, 'none' meaning tensorboard); the local backbone feeds it besides metrics.jsonl; the "
+            "debug backbone only writes local files."
         ),
     )
     algorithm: AlgorithmConfig = Field(
@@ -196,45 +193,44 @@ class TrainerCommonConfig(StrictModel):
     mini_batch_num: int = Field(
         1, ge=1,
         description=(
-            "Optimizer updates per training step (the batch is split into this many mini-batches); "
-            "accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+            "Optimizer updates per training step (the batch is split into this many mini-batches; local "
+            "backbone)."
         ),
     )
     fsdp_config: FsdpConfig = Field(default_factory=FsdpConfig, description="FSDP offloading; not used.")
-    optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimizer; not used yet.")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimizer (local backbone: AdamW).")
     use_kl_loss: bool = Field(
         True,
         description=(
-            "Add a KL-to-reference term to the policy loss (upstream does not map it to Trinity); "
-            "accepted for compatibility; not used yet (planned for the local/trinity backbone)."
+            "Add a KL-to-reference term to the policy loss (local backbone; trinity backbone: algorithm.kl_loss_fn "
+            "is 'none' when off — upstream did not map it)."
         ),
     )
     kl_loss_coef: float = Field(
         0.002, ge=0.0,
         description=(
-            "Weight of the KL loss term; accepted for compatibility; not used yet (planned for the local/trinity "
-            "backbone)."
+            "Weight of the KL loss term (local backbone; 0 = no reference model is loaded; trinity backbone: "
+            "algorithm.kl_loss_fn_args.kl_coef)."
         ),
     )
     kl_loss_type: str = Field(
         "low_var_kl",
         description=(
-            "KL estimator of the KL loss term (e.g. 'low_var_kl', 'k1'); accepted for compatibility; not used yet "
-            "(planned for the local/trinity backbone)."
+            "KL estimator of the KL loss term: low_var_kl, k1, k2 or k3 (local backbone; trinity backbone: "
+            "algorithm.kl_loss_fn)."
         ),
     )
     ulysses_sequence_parallel_size: int = Field(
         1, ge=1,
         description=(
-            "Ulysses sequence-parallel size (Trinity: trainer.ulysses_sequence_parallel_size); accepted for "
-            "compatibility; not used yet (planned for the trinity backbone)."
+            "Ulysses sequence-parallel size of the trinity backbone's trainer (trainer.ulysses_sequence_parallel_size)."
         ),
     )
     checkpoint_base_dir: str = Field(
         "./saved_checkpoints",
         description=(
-            "Directory for checkpoints (Trinity: checkpoint_root_dir); accepted for compatibility; not used yet "
-            "(planned for the local/trinity backbone)."
+            "Directory for checkpoints (Trinity: checkpoint_root_dir); the local backbone keeps its checkpoints in "
+            "<exp-dir>/<name>/checkpoints instead."
         ),
     )
 
@@ -276,25 +272,84 @@ class ContextTrackerConfig(StrictModel):
 
 
 class PythonToolConfig(StrictModel):
-    """Limits of the sandboxed Python tool (execute_python_code)."""
+    """Limits and sandbox of the Python tool (astuner.tool.execute_python_code)."""
 
     timeout_s: float = Field(
         10.0, gt=0.0,
         description=(
-            "execute_python_code: wall-clock limit of one code run; the whole process group is killed after it."
+            "execute_python_code: wall-clock limit of one code run, from the moment the program is handed to its "
+            "sandbox; every process it started is then killed. The model may ask for less, never more."
         ),
     )
     max_output_chars: int = Field(
-        8192, ge=1, description="execute_python_code: stdout and stderr are each cut to this many characters."
+        8192, ge=1,
+        description=(
+            "execute_python_code: stdout and stderr are each cut to this many bytes (head and tail kept, with a note "
+            "of how much was cut)."
+        ),
     )
     memory_mb: int = Field(
-        1024, ge=16, description="execute_python_code: address-space limit of the code's process, in MiB."
+        1024, ge=16, description="execute_python_code: address-space limit (RLIMIT_AS) of each of the code's processes, in MiB."
     )
     isolation: Literal["auto", "bwrap", "process"] = Field(
         "auto",
         description=(
-            "execute_python_code sandbox: 'auto' and 'process' both mean rlimits, a scratch dir and a scrubbed "
-            "environment (no network or filesystem isolation); 'bwrap' is not implemented yet (every rollout fails)."
+            "execute_python_code sandbox: 'bwrap' = bubblewrap namespaces (no network, read-only host, private /tmp, "
+            "own PID namespace; fails if bubblewrap cannot build one); 'process' = the fallback (rlimits, a dedicated "
+            "uid when run as root, network and mount namespaces where the kernel allows; host processes visible); "
+            "'auto' = bwrap when it works on this machine, else 'process' with a one-time warning naming what is not "
+            "protected. Details: astuner/tool/sandbox.py."
+        ),
+    )
+    max_processes: int = Field(
+        64, ge=1,
+        description=(
+            "execute_python_code: processes (threads count) the code may start on top of its own (RLIMIT_NPROC); "
+            "enforced for root callers too, through a dedicated uid."
+        ),
+    )
+    max_file_mb: int = Field(
+        64, ge=1, description="execute_python_code: largest file the code may write (RLIMIT_FSIZE), in MiB."
+    )
+    max_open_files: int = Field(
+        256, ge=16, description="execute_python_code: open file descriptors per process (RLIMIT_NOFILE)."
+    )
+    scratch_mb: int = Field(
+        256, ge=1,
+        description=(
+            "execute_python_code: size in MiB of the private tmpfs /tmp (and /var/tmp, /dev/shm) holding the code's "
+            "scratch dir; it is RAM, not counted in memory_mb. Without a mount namespace (non-root 'process' "
+            "fallback without user namespaces) the scratch dir is on the host's disk and this cap does not apply."
+        ),
+    )
+    pool_size: int = Field(
+        4, ge=0,
+        description=(
+            "execute_python_code: sandboxes kept started ahead of calls (each serves exactly one program, then is "
+            "replaced); process-wide, the most recent call's value wins; 0 starts every sandbox on demand."
+        ),
+    )
+
+
+class LogviewConfig(StrictModel):
+    """The log viewer (--with-logview) and the training-curve PNG."""
+
+    port: int = Field(
+        8181, ge=0, le=65535,
+        description=(
+            "--with-logview: the port the viewer tries first, on 127.0.0.1 only; when it is taken the next free one is "
+            "used and printed (0: any free port)."
+        ),
+    )
+    stay: bool = Field(
+        False,
+        description="--with-logview: keep serving after the run ends, until Ctrl-C (default: stop with the run).",
+    )
+    plot_every: int = Field(
+        5, ge=1,
+        description=(
+            "Redraw <experiment dir>/training_curve.png from metrics.jsonl every this many training steps and at the end "
+            "of training; the debug backbone logs no steps and draws none."
         ),
     )
 
@@ -305,8 +360,8 @@ class AstunerConfig(StrictModel):
     project_name: str = Field(
         "astune_default_project",
         description=(
-            "Project name (Trinity: project; trackers group runs by it); accepted for compatibility; not used yet "
-            "(planned for the local/trinity backbone)."
+            "Project name (trinity backbone: project, part of its checkpoint path checkpoint_root_dir/project/name; "
+            "trackers group runs by it)."
         ),
     )
     experiment_name: str = Field(
@@ -326,7 +381,7 @@ class AstunerConfig(StrictModel):
     backbone: Literal["debug", "local", "trinity"] = Field(
         "debug",
         description=(
-            "Set at launch from --backbone (a value in the file is replaced); only 'debug' runs in this version."
+            "Set at launch from --backbone (a value in the file is replaced)."
         ),
     )
     seed: int = Field(
@@ -348,9 +403,14 @@ class AstunerConfig(StrictModel):
         description="Limits of the sandboxed Python tool.",
     )
     debug: DebugConfig = Field(default_factory=DebugConfig, description="The debug backbone.")
+    logview: LogviewConfig = Field(
+        default_factory=LogviewConfig,
+        description="The log viewer (--with-logview) and the training-curve PNG.",
+    )
+    local: LocalConfig = Field(default_factory=LocalConfig, description="The local backbone (one-process GRPO).")
     trainer_common: TrainerCommonConfig = Field(
         default_factory=TrainerCommonConfig,
-        description="Training-loop settings; none is used yet (planned for the local/trinity backbone).",
+        description="Training-loop settings of the training backbones.",
     )
     context_tracker: ContextTrackerConfig = Field(
         default_factory=ContextTrackerConfig,
@@ -375,7 +435,7 @@ class Config(StrictModel):
     trinity: dict[str, Any] = Field(
         default_factory=dict,
         description=(
-            "Free-form Trinity-RFT config, kept as written and saved in yaml_backup.yaml; accepted for compatibility; "
-            "not used yet (planned for the trinity backbone)."
+            "Trinity-RFT config for the trinity backbone, merged key by key over the values astuner computes (your "
+            "keys win; docs/trinity.md); saved in yaml_backup.yaml; the other backbones ignore it."
         ),
     )

@@ -35,8 +35,8 @@ class MultiTurnConfig(StrictModel):
     expected_steps: int = Field(
         1, ge=1,
         description=(
-            "Expected samples per rollout; sizes Trinity's trainer batch (train_batch_size * num_repeat * "
-            "expected_steps); accepted for compatibility; not used yet (planned for the trinity backbone)."
+            "Expected samples per rollout; the trinity backbone sizes its trainer batch with it "
+            "(buffer.train_batch_size = data.train_batch_size * num_repeat * expected_steps)."
         ),
     )
 
@@ -47,22 +47,22 @@ class ValKwargsConfig(StrictModel):
     temperature: float = Field(
         0.0, ge=0.0,
         description=(
-            "Sampling temperature for validation (0 = greedy); accepted for compatibility; not used yet (planned for "
-            "validation in the local/trinity backbone)."
+            "Sampling temperature for validation rollouts (0 = greedy; local backbone; trinity backbone: the "
+            "validation taskset's rollout_args)."
         ),
     )
     top_k: int = Field(
         -1,
         description=(
-            "Top-k for validation sampling (-1 = off); accepted for compatibility; not used yet (planned for "
-            "validation in the local/trinity backbone)."
+            "Top-k for validation sampling (-1 = off); used by the trinity backbone (the validation taskset's "
+            "rollout_args, sent to vLLM); the other backbones' engines sample with temperature and top-p."
         ),
     )
     top_p: float = Field(
         1.0, gt=0.0, le=1.0,
         description=(
-            "Nucleus-sampling threshold for validation; accepted for compatibility; not used yet (planned for "
-            "validation in the local/trinity backbone)."
+            "Nucleus-sampling threshold for validation rollouts (local backbone; trinity backbone: the validation "
+            "taskset's rollout_args)."
         ),
     )
     do_sample: bool = Field(
@@ -72,8 +72,7 @@ class ValKwargsConfig(StrictModel):
     num_repeat: int = Field(
         1, ge=1,
         description=(
-            "Rollouts per validation task; accepted for compatibility; not used yet (planned for validation in the "
-            "local/trinity backbone)."
+            "Rollouts per validation task (local backbone; trinity backbone: the validation taskset's repeat_times)."
         ),
     )
 
@@ -96,6 +95,13 @@ class TransformersEngineConfig(StrictModel):
     )
     max_batch_size: int = Field(
         32, ge=1, description="transformers engine: most prompts generated together in one batched forward pass."
+    )
+    cuda_graphs: bool = Field(
+        True,
+        description=(
+            "transformers engine on a GPU: decode with a static KV cache and a captured CUDA graph (falls back to "
+            "eager decoding, with a warning, where the model does not support it)."
+        ),
     )
 
 
@@ -174,9 +180,8 @@ class RolloutConfig(StrictModel):
     max_env_worker: int = Field(
         128, ge=1,
         description=(
-            "Most rollouts running at once in training (Trinity: runners = min(this, 128) // n_vllm_engine); "
-            "accepted for compatibility; not used yet (planned for the trinity backbone); the debug backbone uses "
-            "debug.debug_max_parallel."
+            "Most rollouts running at once in training (local backbone; Trinity: runners = min(this, 128) // "
+            "n_vllm_engine); the debug backbone uses debug.debug_max_parallel."
         ),
     )
     max_rollout_retries: int = Field(
@@ -222,22 +227,22 @@ class RolloutConfig(StrictModel):
         18000, ge=1,
         description=(
             "Context limit in tokens, enforced by the model proxy on every call; must be >= data.max_prompt_length + "
-            "data.max_response_length."
+            "data.max_response_length (trinity backbone: model.max_model_len and trainer.max_token_len_per_gpu)."
         ),
     )
     multi_turn: MultiTurnConfig = Field(default_factory=MultiTurnConfig, description="Multi-turn limits.")
     tensor_model_parallel_size: int = Field(
         1, ge=1,
         description=(
-            "Tensor-parallel size of each vLLM rollout engine; accepted for compatibility; not used yet (planned for "
-            "the trinity backbone)."
+            "Tensor-parallel size of each vLLM rollout engine (trinity backbone: "
+            "explorer.rollout_model.tensor_parallel_size)."
         ),
     )
     n_vllm_engine: int = Field(
         2, ge=1,
         description=(
-            "Number of vLLM rollout engines; accepted for compatibility; not used yet (planned for the trinity "
-            "backbone)."
+            "Number of vLLM rollout engines, each on tensor_model_parallel_size GPUs (trinity backbone: "
+            "explorer.rollout_model.engine_num)."
         ),
     )
     max_num_seqs: int = Field(
@@ -255,30 +260,35 @@ class RolloutConfig(StrictModel):
         ),
     )
     num_repeat: int = Field(
-        4, ge=1, description="Rollouts per task, the GRPO group size; the debug backbone runs each task this often."
+        4, ge=1,
+        description=(
+            "Rollouts per task, the GRPO group size; the debug backbone runs each task this often (trinity backbone: "
+            "algorithm.repeat_times)."
+        ),
     )
     temperature: float = Field(
         0.9, ge=0.0,
         description=(
             "Sampling temperature of rollouts, passed by the model proxy to the engine on every call (the scripted "
-            "engine ignores it)."
+            "engine ignores it); trinity backbone: also the temperature Trinity's trainer recomputes logprobs at."
         ),
     )
     top_p: float = Field(
         1.0, gt=0.0, le=1.0,
         description=(
             "Nucleus-sampling threshold of rollouts, passed by the model proxy to the engine on every call (the "
-            "scripted engine ignores it)."
+            "scripted engine ignores it; trinity backbone: also model.top_p)."
         ),
     )
     val_kwargs: ValKwargsConfig = Field(
         default_factory=ValKwargsConfig,
-        description="Sampling for validation rollouts; not used yet (the debug backbone samples like training).",
+        description="Sampling for validation rollouts of the local backbone (the debug backbone samples like training).",
     )
     engine: EngineConfig = Field(
         default_factory=EngineConfig,
         description=(
-            "The inference engine that generates rollouts (debug backbone; the local backbone will use it too)."
+            "The inference engine that generates rollouts (debug backbone; the local backbone will use it too); the "
+            "trinity backbone ignores it and generates on Trinity's vLLM engines."
         ),
     )
     step_skip_action: int = Field(

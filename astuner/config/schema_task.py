@@ -12,9 +12,6 @@ from pydantic import Field, field_validator
 
 from astuner.config.base import StrictModel
 
-_SERVICE_NOTE = "accepted for compatibility; not used by astuner (no such reader yet)"
-
-
 class FilePathConfig(StrictModel):
     """One split's file."""
 
@@ -35,22 +32,50 @@ class JsonlDatasetFileConfig(StrictModel):
         description="The training split's file.",
     )
     validation: FilePathConfig = Field(
-        default_factory=lambda: FilePathConfig(file_path="/path/to/validation/data.jsonl"),
-        description="The validation split's file.",
+        default_factory=lambda: FilePathConfig(file_path=""),
+        description="The validation split's file ('' = no validation tasks; upstream's default was a placeholder path).",
     )
 
 
 class EnvServiceConfig(StrictModel):
     """Tasks served by an HTTP environment service such as AppWorld (type 'env_service')."""
 
-    env_type: str = Field("appworld", description=f"Environment name the service hosts; {_SERVICE_NOTE}.")
-    env_url: str = Field("http://127.0.0.1:8080", description=f"Base URL of the environment service; {_SERVICE_NOTE}.")
+    env_type: str = Field(
+        "appworld",
+        description="Environment name the service hosts; sent with every task-list and create request.",
+    )
+    env_url: str = Field(
+        "http://127.0.0.1:8080",
+        description=(
+            "Base URL of the environment service (http:// or https://); requests go to <env_url>/<endpoint>, "
+            "proxy variables are not used."
+        ),
+    )
     env_action_preference: Literal["code", "text", "box"] = Field(
         "code",
-        description=f"Action format the environment expects; {_SERVICE_NOTE}.",
+        description="Action format the environment expects; accepted for compatibility; not used by astuner.",
     )
-    training_split: str = Field("train", description=f"Split name for training tasks; {_SERVICE_NOTE}.")
-    validation_split: str = Field("dev", description=f"Split name for validation tasks; {_SERVICE_NOTE}.")
+    training_split: str = Field("train", description="Split whose task list is read for training tasks.")
+    validation_split: str = Field(
+        "dev", description="Split whose task list is read for validation tasks (empty: no validation tasks)."
+    )
+    timeout_s: float = Field(
+        60.0, gt=0.0,
+        description=(
+            "Seconds to wait for the connection and for each read of one request; raise it for environments whose "
+            "steps run long."
+        ),
+    )
+    max_retries: int = Field(
+        2, ge=0,
+        description=(
+            "Retries of a failed request; only where retrying cannot repeat an action: an unreachable service for "
+            "every request, a timeout or HTTP 5xx only for task list, evaluate and release."
+        ),
+    )
+    retry_backoff_s: float = Field(
+        0.5, ge=0.0, description="Seconds before the first retry of a request; doubled for each further one (at most 10)."
+    )
 
 
 class HuggingfaceDatRepoConfig(StrictModel):
@@ -180,8 +205,8 @@ class TaskReaderConfig(StrictModel):
     type: TaskReaderType = Field(
         "huggingface_dat_repo",
         description=(
-            "Reader kind: huggingface_dat_repo, jsonl_dataset_file (seed-era 'dataset_file' is normalised to it) or "
-            "random_dummy; env_service and data_generation are accepted here but fail when tasks are read."
+            "Reader kind: huggingface_dat_repo, jsonl_dataset_file (seed-era 'dataset_file' is normalised to it), "
+            "env_service or random_dummy; data_generation is accepted here but fails when tasks are read."
         ),
     )
     shuffle: bool = Field(
@@ -193,7 +218,10 @@ class TaskReaderConfig(StrictModel):
     )
     env_service: EnvServiceConfig = Field(
         default_factory=EnvServiceConfig,
-        description="Environment service (type 'env_service'); not available yet: reading tasks from it fails.",
+        description=(
+            "Environment service (type 'env_service'): task lists, and one instance per rollout given to the workflow "
+            "as workflow_task.gym_env."
+        ),
     )
     huggingface_dat_repo: HuggingfaceDatRepoConfig = Field(
         default_factory=HuggingfaceDatRepoConfig, description="Hugging Face dataset (type 'huggingface_dat_repo')."

@@ -45,6 +45,7 @@ def build_engine(engine_cfg: Any, model_path: str, tokenizer: Any, end_of_turn_i
             device=_get(section, "device", "auto"),
             dtype=_get(section, "dtype", "auto"),
             max_batch_size=int(_get(section, "max_batch_size", 32)),
+            cuda_graphs=bool(_get(section, "cuda_graphs", True)),
             seed=seed,
             tokenizer=tokenizer,
         )

@@ -27,12 +27,15 @@ import inspect
 import queue
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from astuner.engine.base import Completion, EngineError, SamplingParams
+from astuner.engine.graphed_decode import GraphedDecoder, GraphUnsupported
+from astuner.engine.sampling import sample
 
 
 @dataclass
@@ -41,7 +44,7 @@ class _Request:
     params: SamplingParams
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
-    generator: torch.Generator | None = None
+    seed: int = 0
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     finish_reason: str | None = None
@@ -107,7 +110,9 @@ class TransformersEngine:
         seed: int = 0,
         model: Any = None,
         tokenizer: Any = None,
-        batch_window_s: float = 0.002,
+        batch_window_s: float = 0.005,
+        max_batch_wait_s: float = 0.05,
+        cuda_graphs: bool = True,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -129,12 +134,16 @@ class TransformersEngine:
         self.model_path = model_path
         self.max_batch_size = max_batch_size
         self.batch_window_s = batch_window_s
+        self.max_batch_wait_s = max_batch_wait_s
         self.batches_run = 0
         self.largest_batch = 0
         self.lock = threading.Lock()
         pad = getattr(tokenizer, "pad_token_id", None)
         self._pad_id = pad if pad is not None else 0
         self._cache_kwarg = _cache_kwarg(model)
+        self._graphed = (
+            GraphedDecoder(model, self._cache_kwarg, max_batch_size) if cuda_graphs and self.device.type == "cuda" else None
+        )
         self._generator = torch.Generator(device=self.device).manual_seed(seed)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._closed = False
@@ -165,6 +174,8 @@ class TransformersEngine:
             self.model = model
             self.device = next(model.parameters()).device
             self._cache_kwarg = _cache_kwarg(model)
+            if self._graphed is not None:
+                self._graphed = GraphedDecoder(model, self._cache_kwarg, self.max_batch_size)
             if self._generator.device != self.device:
                 self._generator = torch.Generator(device=self.device).manual_seed(int(self._generator.initial_seed()))
 
@@ -191,11 +202,13 @@ class TransformersEngine:
         self._fail_pending()
 
     def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
-        """Everything already queued, plus what arrives within ``batch_window_s``."""
+        """Everything queued, and what keeps arriving with gaps under ``batch_window_s`` (at most
+        ``max_batch_wait_s`` in all): concurrent rollouts render their prompts one after another
+        on the event loop, so their requests trickle in a millisecond or so apart."""
         batch = [first]
-        deadline = time.monotonic() + self.batch_window_s
+        deadline = time.monotonic() + self.max_batch_wait_s
         while len(batch) < self.max_batch_size:
-            remaining = deadline - time.monotonic()
+            remaining = min(self.batch_window_s, deadline - time.monotonic())
             try:
                 item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
@@ -261,8 +274,10 @@ class TransformersEngine:
     def _decode(self, batch: list[_Request]) -> None:
         """Prefill the left-padded batch, then decode step by step, dropping finished rows."""
         for request in batch:
-            if request.params.seed is not None and request.params.temperature > 0:
-                request.generator = torch.Generator(device=self.device).manual_seed(request.params.seed)
+            if request.params.seed is not None:
+                request.seed = request.params.seed
+            else:
+                request.seed = int(torch.randint(0, 2**62, (1,), generator=self._generator, device=self.device).item())
         width = max(len(r.prompt_ids) for r in batch)
         input_ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -272,6 +287,15 @@ class TransformersEngine:
             attention_mask[row, width - n :] = 1
         input_ids = input_ids.to(self.device)
         attention_mask = attention_mask.to(self.device)
+        if self._graphed is not None:
+            try:
+                self._decode_graphed(batch, input_ids, attention_mask)
+                return
+            except GraphUnsupported as exc:
+                warnings.warn(f"TransformersEngine: CUDA-graph decoding unavailable, decoding eagerly: {exc}", stacklevel=2)
+                self._graphed = None
+                for request in batch:
+                    request.token_ids, request.logprobs, request.finish_reason = [], [], None
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         logits, cache = self._forward(input_ids, attention_mask, position_ids, None)
         next_position = position_ids[:, -1]
@@ -301,49 +325,36 @@ class TransformersEngine:
             next_position = next_position + 1
             logits, cache = self._forward(tokens[:, None], attention_mask, next_position[:, None], cache)
 
-    def _choose(self, logits: torch.Tensor, live: list[_Request]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pick one token per row and return it with its logprob under the untruncated distribution."""
-        temps = torch.tensor(
-            [r.params.temperature if r.params.temperature > 0 else 1.0 for r in live],
-            dtype=logits.dtype,
-            device=logits.device,
-        )
-        scaled = logits / temps[:, None]
-        logprobs_all = torch.log_softmax(scaled, dim=-1)
-        chosen = torch.argmax(logits, dim=-1)
-        sampled_rows = [row for row, r in enumerate(live) if r.params.temperature > 0]
-        if sampled_rows:
-            index = torch.tensor(sampled_rows, dtype=torch.long, device=logits.device)
-            picks = self._sample(scaled[index], [live[row] for row in sampled_rows])
-            chosen[index] = picks
-        return chosen, logprobs_all.gather(1, chosen[:, None]).squeeze(1)
+    def _decode_graphed(self, batch: list[_Request], input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        """Static-cache decode replaying a captured CUDA graph; finished rows ride along unread."""
 
-    def _sample(self, scaled: torch.Tensor, requests: list[_Request]) -> torch.Tensor:
-        """Sample from temperature-scaled logits after each row's own top-k / top-p truncation."""
-        vocab = scaled.shape[-1]
-        top_k = [r.params.top_k if 0 < r.params.top_k < vocab else vocab for r in requests]
-        top_p = [r.params.top_p for r in requests]
-        if any(k < vocab for k in top_k) or any(p < 1.0 for p in top_p):
-            ordered, order = torch.sort(scaled, dim=-1, descending=True)
-            ranks = torch.arange(vocab, device=scaled.device)[None, :]
-            k = torch.tensor(top_k, device=scaled.device)[:, None]
-            ordered = ordered.masked_fill(ranks >= k, float("-inf"))
-            probs = torch.softmax(ordered, dim=-1)
-            before = probs.cumsum(dim=-1) - probs
-            p = torch.tensor(top_p, dtype=probs.dtype, device=scaled.device)[:, None]
-            ordered = ordered.masked_fill(before > p, float("-inf"))
-            probs = torch.softmax(ordered, dim=-1)
-        else:
-            order = None
-            probs = torch.softmax(scaled, dim=-1)
-        picks = torch.empty(len(requests), dtype=torch.long, device=scaled.device)
-        shared = [row for row, r in enumerate(requests) if r.generator is None]
-        if shared:
-            index = torch.tensor(shared, dtype=torch.long, device=scaled.device)
-            picks[index] = torch.multinomial(probs[index], 1, generator=self._generator).squeeze(1)
-        for row, request in enumerate(requests):
-            if request.generator is not None:
-                picks[row] = torch.multinomial(probs[row], 1, generator=request.generator).squeeze(0)
-        if order is not None:
-            picks = order.gather(1, picks[:, None]).squeeze(1)
-        return picks
+        def step(logits: torch.Tensor, _positions: torch.Tensor) -> torch.Tensor | None:
+            tokens, logprobs = self._choose(logits, batch)
+            going = False
+            for request, token, logprob in zip(batch, tokens.tolist(), logprobs.tolist()):
+                if request.finish_reason:
+                    continue
+                request.token_ids.append(token)
+                request.logprobs.append(logprob)
+                if token in request.params.stop_token_ids:
+                    request.finish_reason = "stop"
+                elif len(request.token_ids) >= request.params.max_tokens:
+                    request.finish_reason = "length"
+                else:
+                    going = True
+            return tokens if going else None
+
+        self._graphed.decode(input_ids, attention_mask, max(r.params.max_tokens for r in batch), step)
+
+    def _choose(self, logits: torch.Tensor, live: list[_Request]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pick one token per row (vectorised; see ``astuner.engine.sampling``)."""
+        device = logits.device
+        params = [r.params for r in live]
+        return sample(
+            logits,
+            torch.tensor([p.temperature for p in params], dtype=torch.float32, device=device),
+            torch.tensor([p.top_p for p in params], dtype=torch.float32, device=device),
+            torch.tensor([p.top_k for p in params], dtype=torch.long, device=device),
+            torch.tensor([r.seed for r in live], dtype=torch.long, device=device),
+            torch.tensor([len(r.token_ids) for r in live], dtype=torch.long, device=device),
+        )

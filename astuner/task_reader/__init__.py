@@ -7,11 +7,11 @@
 ``jsonl_dataset_file``    ``.jsonl`` / ``.parquet`` files (``dataset_file.py``); ``dataset_file``
                           is the seed-era name for the same reader
 ``random_dummy``          1000 placeholder tasks (``random_dummy.py``)
+``env_service``           the task list of an environment service over HTTP (``env_service.py``)
 ========================  ====================================================================
 
-``env_service`` is a valid upstream type that astuner does not provide yet; asking for it is an
-error that says so. Building a reader only checks the config; files and datasets are read when
-tasks are asked for, and every failure is a :class:`TaskReaderError`.
+Building a reader only checks the config; files, datasets and services are read when tasks are
+asked for, and every failure is a :class:`TaskReaderError`.
 
 The config may be the pydantic ``task_reader`` model from ``astuner.config`` or a plain dict with
 the same keys (handy in tests and scripts).
@@ -24,6 +24,7 @@ from typing import Any
 
 from astuner.task_reader.base import TaskReader, TaskReaderError
 from astuner.task_reader.dataset_file import DatasetFileTaskReader, read_task_file
+from astuner.task_reader.env_service import EnvServiceTaskReader, env_service_reader
 from astuner.task_reader.gsm8k import gsm8k_reference
 from astuner.task_reader.hf_dataset import HuggingFaceTaskReader
 from astuner.task_reader.random_dummy import RandomDummyTaskReader
@@ -31,6 +32,7 @@ from astuner.task_reader.shuffle import ShuffledTaskReader
 
 __all__ = [
     "DatasetFileTaskReader",
+    "EnvServiceTaskReader",
     "HuggingFaceTaskReader",
     "RandomDummyTaskReader",
     "ShuffledTaskReader",
@@ -42,8 +44,7 @@ __all__ = [
     "read_task_file",
 ]
 
-VALID_TYPES = ("huggingface_dat_repo", "jsonl_dataset_file", "dataset_file", "random_dummy")
-NOT_YET_AVAILABLE = ("env_service",)
+VALID_TYPES = ("huggingface_dat_repo", "jsonl_dataset_file", "dataset_file", "random_dummy", "env_service")
 
 
 def build_task_reader(reader_cfg: Any, seed: int = 42, shuffle: bool = True) -> TaskReader:
@@ -62,11 +63,8 @@ def build_task_reader(reader_cfg: Any, seed: int = 42, shuffle: bool = True) -> 
         reader = _build_dataset_file(reader_cfg, reader_type)
     elif reader_type == "random_dummy":
         reader = RandomDummyTaskReader()
-    elif reader_type in NOT_YET_AVAILABLE:
-        raise TaskReaderError(
-            f"task_reader.type {reader_type!r} is not available yet in astuner; "
-            f"use one of: {', '.join(VALID_TYPES)}"
-        )
+    elif reader_type == "env_service":
+        reader = env_service_reader(_get(reader_cfg, "env_service"))
     else:
         raise TaskReaderError(
             f"unknown task_reader.type {reader_type!r}; valid types: {', '.join(VALID_TYPES)}"

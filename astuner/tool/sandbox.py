@@ -1,72 +1,97 @@
-"""Run one piece of model-written Python out of process, with limits ("process" isolation level).
+"""Run one piece of model-written Python in a sandbox, with limits, and say how it ended.
 
 Why: during RL the policy writes code that runs on the training host thousands of times, and a
-policy that learns to hang, flood or fork must cost one tool call, not the run.
+policy that learns to hang, flood, fork or snoop must cost one tool call, not the run or the
+host. Each call runs in a fresh process of a pre-started sandbox (``pool.py``, ``worker.py``);
+the mode is ``astuner.python_tool.isolation`` (``auto``: ``bwrap`` when bubblewrap can build a
+sandbox here, else ``process`` with a one-time warning naming what is not protected).
 
-What IS protected (POSIX only; uses ``resource`` and process groups):
+Both modes (POSIX, Linux):
 
-* Time: wall-clock timeout; on expiry the whole process group is SIGKILLed and the call returns
-  within about a second even if a descendant still holds the output pipes. A CPU-time rlimit
-  backs this up.
-* Memory: ``RLIMIT_AS`` (address space) of ``memory_mb``; allocations beyond it fail with
-  MemoryError (or kill the child), reported by a marker line on stderr.
-* Output: stdout and stderr are drained concurrently (the child never blocks on a full pipe) and
-  each keeps at most ``max_output_chars`` (head and tail, with a note of how much was cut).
-* Processes: the child leads its own process group; every process still in that group when the
-  child exits or times out is SIGKILLed. ``RLIMIT_NPROC`` allows ``max_processes`` more processes
-  (threads count) than the user already runs (not enforced for root, which the kernel exempts).
-* Files: ``RLIMIT_FSIZE`` caps any file written at ``max_file_mb``; core dumps are off.
-* Environment: the child gets an allow-list (PATH, LANG, LC_ALL, UTF-8 settings, HOME and TMPDIR
-  pointing at its scratch dir, one BLAS/OpenMP thread), so API keys and tokens in the parent's
-  environment are not seen.
-* Working directory: a fresh scratch dir, removed afterwards; stdin is /dev/null; the
-  interpreter runs isolated (``-I``: no user site-packages, no PYTHON* variables, no script dir on
-  ``sys.path``).
+* Time: wall-clock timeout measured from the moment the program is handed over; on expiry
+  everything the program started is SIGKILLed and the call returns within about a second even if
+  a descendant holds the output pipes. ``RLIMIT_CPU`` (timeout + 1 s) backs it up.
+* Memory: ``RLIMIT_AS`` of ``memory_mb`` per process; allocations beyond it fail with
+  MemoryError (or kill the process), reported by a marker line on stderr.
+* Output: stdout and stderr are drained concurrently (the program never blocks on a full pipe)
+  and each keeps at most ``max_output_chars`` bytes (head and tail, with a note of how much was
+  cut); invalid UTF-8 is replaced, never an error.
+* Files and descriptors: ``RLIMIT_FSIZE`` of ``max_file_mb``, ``RLIMIT_NOFILE`` of
+  ``max_open_files``, no core dumps; the program inherits no descriptor but 0-2; stdin is
+  ``/dev/null``; ``no_new_privs`` is set, so setuid binaries grant nothing.
+* Environment: an allow-list (PATH, LANG, LC_ALL, UTF-8 settings, HOME and TMPDIR pointing at the
+  scratch dir, one BLAS/OpenMP thread, two malloc arenas); the caller's secrets are not passed.
+* Fresh process: every call gets a supervisor interpreter that never ran anything else, and the
+  program runs in a fork of it, in the scratch dir, under the same flags as
+  ``python -I -u -X utf8 main.py`` (no user site-packages, no PYTHON* variables, no script dir on
+  ``sys.path``); ``worker.py`` says what a fork does not reset.
+* Root callers: the sandbox runs as a dedicated uid of its own (``isolation.UidLeases``), so
+  ``RLIMIT_NPROC`` (``max_processes`` on top of the sandbox's own processes) binds, the cleanup
+  ``kill(-1)`` reaches only the sandbox, and root-owned files (and root's home) are out of reach.
+  (``process`` mode keeps the caller's uid instead, and says so in its warning, when it could not
+  build a mount namespace and the interpreter sits behind a directory closed to other users.)
+* Returning: when the call returns, every process of the program is gone; the sandbox's own
+  supervisor and bwrap may take a few more milliseconds to exit (the kernel tears namespaces down)
+  and are reaped in the background.
 
-What is NOT protected:
+``bwrap`` adds (bubblewrap namespaces; the supervisor is pid 2 of its own PID namespace):
 
-* Network: the child can open sockets and reach anything the host can.
-* Filesystem: outside the scratch dir it can read and write everything the user can, including
-  the code, checkpoints, ``~/.ssh`` and credential files (only the *environment* is scrubbed).
-* Escape from the group: a descendant that calls ``setsid()`` leaves the process group and
-  survives the kill; it only loses the pipes.
-* Other users' resources: shared memory, the GPU, disk space via many small files, and the CPU
-  (no nice/cgroup quota), and ``RLIMIT_NPROC`` counts all of the user's processes.
-* ``preexec_fn`` forks the parent: in a heavily multi-threaded parent this is the CPython-documented
-  (rare) deadlock risk, and forking a process with a large resident set costs time.
+* No network: an own network namespace with only a loopback device.
+* Read-only host: ``/`` is bound read-only; ``/tmp``, ``/var/tmp`` and ``/dev/shm`` are private
+  tmpfs of ``scratch_mb`` (scratch dir inside; a disk fill ends at that size); the caller's home
+  and any directory on the way to the interpreter that others may not traverse are empty tmpfs,
+  with the interpreter's own directories bound back read-only.
+* Processes: own PID, IPC and UTS namespaces; host processes are invisible and unreachable, and
+  when the supervisor exits or is killed, the kernel kills every process left in the namespace
+  (``setsid`` daemons included). ``--die-with-parent`` and a parent-death signal end it with the
+  caller.
+* Devices: a minimal ``/dev`` (null, zero, full, random, urandom, tty, pts, shm): no GPU, no disks.
 
-A namespace sandbox (bubblewrap: no network, read-only host) is ``isolation="bwrap"``, not
-implemented yet.
+``process`` (the fallback when bwrap is missing or cannot build namespaces):
+
+* Network: an own network namespace (loopback only) where the kernel allows one: for root (unless
+  a container withholds CAP_SYS_ADMIN), for other users only with unprivileged user namespaces;
+  otherwise NOT protected.
+* Files: in the same cases, a private mount namespace with the same tmpfs covers as bwrap
+  (temporary dirs, the caller's home, closed directories on the way to the interpreter); the rest
+  of the host is NOT read-only: a dedicated uid can still write world-writable places (e.g.
+  ``/var/lock``), and a non-root caller's program can read and write all the caller can (the
+  covers do not help there: ``/proc/<caller pid>/root`` shows the caller's view).
+* Processes: NOT isolated: host processes and their command lines are visible. With a dedicated
+  uid, leftovers (``setsid`` daemons too) are killed by uid; without one (non-root callers), the
+  program's session is killed, a descendant that calls ``setsid()`` survives the call, the
+  program can signal the caller (same user), and ``RLIMIT_NPROC`` counts all of the user's
+  processes unless a user namespace was obtained.
+* Devices: the host's ``/dev``, GPUs included, with the uid's permissions.
+
+NOT protected in either mode: the kernel's syscall interface (no seccomp filter; in root-run
+bwrap the program may create user namespaces of its own), CPU share (no nice or cgroup quota),
+world-readable host files (bwrap binds them read-only, it does not hide them), and side
+channels. A non-root caller's bwrap sandbox runs as the caller's user, so it reads what that
+user can read outside the covered directories. tmpfs pages of the scratch space are RAM, not
+counted in ``RLIMIT_AS``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import math
-import os
-import resource
-import shutil
 import signal
-import sys
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from astuner.tool.limits import ToolLimits, require_supported
-
-_PIPE_GRACE_S = 0.5
-"""How long to wait for the pipes to close after the process group was killed."""
-
-_EXIT_GRACE_S = 1.0
-"""How long to wait for the killed child to be reaped before giving up on its exit status."""
-
-_ENV_PASSTHROUGH = ("PATH", "LANG", "LC_ALL")
-_SINGLE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+from astuner.tool import pool
+from astuner.tool.limits import ToolLimits, require_supported, rlimits
 
 
 @dataclass
 class RunResult:
-    """What one sandboxed run produced. ``returncode`` is -1 on timeout; ``notes`` are marker lines
-    for stderr (timeouts, limits hit), kept apart so truncation never cuts them."""
+    """What one sandboxed run produced. ``returncode`` is -1 on timeout or when the supervisor
+    died without reporting, else the program's exit code (negative: killed by that signal);
+    ``notes`` are marker lines for stderr (timeouts, limits hit), kept apart so truncation never
+    cuts them. ``pid`` is the host pid of the sandbox's outer process (bwrap or the supervisor);
+    ``uid`` its dedicated uid, if any; ``isolation`` the mode that ran it."""
 
     returncode: int
     stdout: str
@@ -74,203 +99,79 @@ class RunResult:
     timed_out: bool
     notes: list[str]
     pid: int
+    isolation: str = "process"
+    uid: int | None = None
+    info: dict = field(default_factory=dict)
 
 
-class _CappedBuffer:
-    """Keeps the first and last bytes of a stream, counting what was dropped in between."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.head_limit = max_bytes // 2
-        self.tail_limit = max_bytes - self.head_limit
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def feed(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self.head_limit - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail += data
-            if len(self.tail) > 2 * self.tail_limit:
-                del self.tail[: len(self.tail) - self.tail_limit]
-
-    def text(self, stream_name: str) -> str:
-        tail = bytes(self.tail[len(self.tail) - self.tail_limit :]) if self.tail_limit else b""
-        kept = len(self.head) + len(tail)
-        head_text = self.head.decode("utf-8", errors="replace")
-        tail_text = tail.decode("utf-8", errors="replace")
-        if kept >= self.total:
-            return head_text + tail_text
-        cut = self.total - kept
-        return (
-            f"{head_text}\n[astuner: {stream_name} truncated: {cut} of {self.total} bytes cut, "
-            f"first {len(self.head)} and last {len(tail)} kept]\n{tail_text}"
-        )
+def _last_line(text: str) -> str:
+    lines = text.rstrip("\n").rsplit("\n", 1)
+    return lines[-1] if lines else ""
 
 
-class _Collector(asyncio.SubprocessProtocol):
-    """Drains both pipes into capped buffers and signals exit and end-of-output."""
-
-    def __init__(self, max_bytes: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.buffers = {1: _CappedBuffer(max_bytes), 2: _CappedBuffer(max_bytes)}
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.pipes_closed: asyncio.Future[None] = loop.create_future()
-        self._open = {1, 2}
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self.buffers[fd].feed(data)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        self._open.discard(fd)
-        if not self._open and not self.pipes_closed.done():
-            self.pipes_closed.set_result(None)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-
-def child_env(scratch: str) -> dict[str, str]:
-    """The allow-listed environment of the child: nothing secret, UTF-8, home in the scratch dir."""
-    env = {name: os.environ[name] for name in _ENV_PASSTHROUGH if name in os.environ}
-    env.setdefault("PATH", os.defpath)
-    env.update(PYTHONIOENCODING="utf-8", PYTHONUTF8="1", HOME=scratch, TMPDIR=scratch)
-    # One BLAS/OpenMP thread: on many-core hosts each pool thread reserves stack address space,
-    # which would eat the RLIMIT_AS budget before the code allocates anything.
-    env.update({name: "1" for name in _SINGLE_THREAD_VARS})
-    return env
-
-
-def _user_task_count() -> int:
-    """Tasks (threads included) owned by this user now: RLIMIT_NPROC counts all of them, not
-    just our children."""
-    uid = os.getuid()
-    count = 0
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return 0
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
-                continue
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            count += int(fields[17])  # field 20 of proc(5): num_threads
-        except (OSError, IndexError, ValueError):
-            continue
-    return count
-
-
-def _rlimits(limits: ToolLimits, timeout_s: float) -> list[tuple[int, int]]:
-    """(resource, soft limit) pairs for the child; a soft limit never exceeds the current hard one."""
-    cpu_s = math.ceil(timeout_s) + 1
-    wanted = [
-        (resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024),
-        (resource.RLIMIT_CPU, cpu_s),
-        (resource.RLIMIT_FSIZE, limits.max_file_mb * 1024 * 1024),
-        (resource.RLIMIT_CORE, 0),
-    ]
-    if os.getuid() != 0:
-        wanted.append((resource.RLIMIT_NPROC, _user_task_count() + limits.max_processes))
-    out = []
-    for res, soft in wanted:
-        _, hard = resource.getrlimit(res)
-        if hard != resource.RLIM_INFINITY:
-            soft = min(soft, hard)
-        out.append((res, soft))
-    return out
-
-
-def _make_preexec(rlimits: list[tuple[int, int]]):
-    """A preexec_fn that only calls setrlimit (kept minimal: it runs between fork and exec)."""
-
-    def preexec() -> None:
-        for res, soft in rlimits:
-            _, hard = resource.getrlimit(res)
-            # CPU: hard one second above soft, so SIGXCPU comes first and SIGKILL backs it up.
-            new_hard = soft + 1 if res == resource.RLIMIT_CPU else soft
-            if hard != resource.RLIM_INFINITY:
-                new_hard = min(new_hard, hard)
-            resource.setrlimit(res, (min(soft, new_hard), new_hard))
-
-    return preexec
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _limit_notes(returncode: int, stderr: str, limits: ToolLimits, cpu_s: int) -> list[str]:
-    """Marker lines that say which limit stopped the child, when it can be told."""
+def limit_notes(returncode: int, stderr: str, limits: ToolLimits, cpu_s: int) -> list[str]:
+    """Marker lines that say which limit stopped the program, when it can be told."""
+    if returncode == 0:
+        return []
     if returncode == -signal.SIGXCPU:
         return [f"astuner: killed: CPU time limit ({cpu_s} s) exceeded"]
     if returncode == -signal.SIGXFSZ:
         return [f"astuner: killed: file size limit ({limits.max_file_mb} MB) exceeded"]
-    if returncode != 0 and "MemoryError" in stderr[-2000:]:
+    last = _last_line(stderr)
+    if last.startswith("MemoryError") or "MemoryError" in stderr[-2000:]:
         return [f"astuner: memory limit ({limits.memory_mb} MB) exceeded"]
+    if "[Errno 27] File too large" in last:
+        return [f"astuner: file size limit ({limits.max_file_mb} MB) exceeded"]
+    if "[Errno 28] No space left on device" in last:
+        return [f"astuner: scratch space limit ({limits.scratch_mb} MB) exceeded"]
+    if "can't start new thread" in last or "[Errno 11] Resource temporarily unavailable" in last:
+        return [f"astuner: process limit ({limits.max_processes} more processes or threads) reached"]
+    if "[Errno 24] Too many open files" in last:
+        return [f"astuner: open file limit ({limits.max_open_files}) reached"]
     if returncode in (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS, -signal.SIGKILL):
         name = signal.Signals(-returncode).name
         return [f"astuner: killed by {name} (the memory limit is {limits.memory_mb} MB)"]
     return []
 
 
+def _to_result(outcome: pool.Outcome, timeout_s: float, limits: ToolLimits) -> RunResult:
+    if outcome.timed_out:
+        returncode = -1
+        notes = [f"TimeoutError: The code execution exceeded the timeout of {timeout_s:g} seconds."]
+    elif outcome.status is None:
+        returncode = -1
+        notes = ["astuner: the sandbox's supervisor died before reporting (killed by the code?); "
+                 "exit status unknown, every process of the sandbox was killed"]
+    else:
+        returncode = outcome.status
+        notes = limit_notes(returncode, outcome.stderr, limits, math.ceil(timeout_s) + 1)
+    return RunResult(returncode, outcome.stdout, outcome.stderr, outcome.timed_out, notes, outcome.pid,
+                     outcome.mode, outcome.uid, outcome.info)
+
+
 async def run_python(code: str, timeout_s: float, limits: ToolLimits) -> RunResult:
-    """Run ``code`` as a script in a fresh scratch dir under ``limits``; never raises for what the
-    code does (only for a sandbox that cannot start, e.g. an unsupported isolation level)."""
+    """Run ``code`` as a script in a fresh sandbox under ``limits``, from any event loop or thread.
+
+    Never raises for what the code does; raises ``pool.SandboxError`` (a RuntimeError) when no
+    sandbox can be started, e.g. ``isolation="bwrap"`` where the kernel refuses namespaces.
+    Cancelling the awaiting task kills the sandbox before the cancellation propagates (waiting at
+    most a few seconds for that)."""
     require_supported(limits)
-    loop = asyncio.get_running_loop()
-    scratch = tempfile.mkdtemp(prefix="astuner_py_")
+    header = json.dumps({"rlimits": sorted(rlimits(limits, timeout_s).items())}).encode() + b"\n"
+    request = header + code.encode("utf-8", errors="surrogatepass")
+    svc = pool.service()
+    job = svc.start(lambda: svc.execute(request, timeout_s, limits.max_output_chars, limits.isolation,
+                                        limits.scratch_mb, limits.pool_size))
     try:
-        script = os.path.join(scratch, "main.py")
-        with open(script, "w", encoding="utf-8", errors="surrogatepass") as f:
-            f.write(code)
-        rlimits = _rlimits(limits, timeout_s)
-        transport, collector = await loop.subprocess_exec(
-            lambda: _Collector(limits.max_output_chars, loop),
-            sys.executable, "-I", "-u", "-X", "utf8", script,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=scratch,
-            env=child_env(scratch),
-            start_new_session=True,
-            preexec_fn=_make_preexec(rlimits),
-        )
-        pid = transport.get_pid()
-        timed_out = False
-        try:
-            try:
-                await asyncio.wait_for(asyncio.shield(collector.exited), timeout_s)
-            except asyncio.TimeoutError:
-                timed_out = True
-            # The child is the group leader (start_new_session), so its pid is the group id; kill
-            # whatever is left in the group, whether the child finished or timed out.
-            _kill_group(pid)
-            await asyncio.wait({collector.exited}, timeout=_EXIT_GRACE_S)
-            await asyncio.wait({collector.pipes_closed}, timeout=_PIPE_GRACE_S)
-            returncode = transport.get_returncode()
-        finally:
-            _kill_group(pid)  # again, for a caller that cancelled us mid-run
-            transport.close()
-        stdout = collector.buffers[1].text("stdout")
-        stderr = collector.buffers[2].text("stderr")
-        cpu_s = math.ceil(timeout_s) + 1
-        if timed_out:
-            notes = [f"TimeoutError: The code execution exceeded the timeout of {timeout_s:g} seconds."]
-            returncode = -1
-        else:
-            notes = _limit_notes(returncode if returncode is not None else -1, stderr, limits, cpu_s)
-            if returncode is None:
-                returncode = -1
-        return RunResult(returncode, stdout, stderr, timed_out, notes, pid)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        outcome = await asyncio.wrap_future(job.result)
+    except asyncio.CancelledError:
+        svc.cancel(job)
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.wrap_future(job.finished), 5.0)
+        raise
+    return _to_result(outcome, timeout_s, limits)
+
+
+def shutdown() -> None:
+    """Kill every pooled sandbox and stop the pool's thread (also done at interpreter exit)."""
+    pool.shutdown()

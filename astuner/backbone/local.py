@@ -1,0 +1,297 @@
+"""The ``local`` backbone: GRPO training in one process on one GPU (or CPU).
+
+Each step takes ``data.train_batch_size`` tasks, rolls each out ``rollout.num_repeat`` times with
+the in-process transformers engine (concurrent rollouts share batched forward passes), judges
+them, builds token-exact samples, computes GRPO advantages per rollout (``astuner.algorithm``)
+and updates the policy with the PPO-clip loss. The engine generates from the very model object
+being trained, so the next step's rollouts use the updated policy.
+
+Every ``trainer_common.save_freq`` steps a checkpoint (weights, optimizer, data cursor, RNG) is
+written atomically; rerunning the same command resumes from the newest one (``local.resume_mode``).
+A run killed mid-step loses the steps since that checkpoint and nothing else: ``metrics.jsonl``
+lines of lost steps are dropped on resume. Validation runs every ``trainer_common.test_freq``
+steps on the validation split with ``rollout.val_kwargs`` sampling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import random
+import re
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from astuner.algorithm import PolicyLossConfig, assign_advantages
+from astuner.artifacts import write_rollouts
+from astuner.backbone import checkpoint as ckpt
+from astuner.backbone.policy_trainer import PolicyTrainer, TrainSettings
+from astuner.backbone.runtime import SetupError, build_runtime, model_path
+from astuner.metrics import MetricsLogger
+from astuner.rollout import RolloutResult, summarize
+from astuner.schema import Task
+from astuner.task_reader import build_task_reader
+
+_STAMP = re.compile(r"_\d{8}_\d{4}$")
+
+
+def run(config: Any, exp_dir: Path, args: Any = None) -> int:
+    a = config.astuner
+    if a.rollout.engine.type != "transformers":
+        raise SetupError(
+            "astuner.rollout.engine.type: the local backbone trains the in-process model and rolls out with it; "
+            f"use 'transformers' (got {a.rollout.engine.type!r})"
+        )
+    exp_dir = _resume_target(config, exp_dir, args)
+    return LocalTrainer(config, exp_dir).train()
+
+
+def _resume_target(config: Any, exp_dir: Path, args: Any) -> Path:
+    """With a timestamped name, the newest unfinished run of the same config is the one to continue."""
+    a = config.astuner
+    if a.local.resume_mode != "auto" or ckpt.latest_checkpoint(exp_dir) is not None:
+        return exp_dir
+    stem = _STAMP.sub("", exp_dir.name)
+    if stem == exp_dir.name:
+        return exp_dir
+    runs = sorted(
+        (p for p in exp_dir.parent.glob(f"{stem}_*") if p != exp_dir and _STAMP.search(p.name)),
+        key=lambda p: p.name,
+        reverse=True,
+    )
+    for candidate in runs:
+        if ckpt.latest_checkpoint(candidate) is not None and not (candidate / "DONE").exists():
+            if set(os.listdir(exp_dir)) <= {"yaml_backup.yaml"}:
+                (exp_dir / "yaml_backup.yaml").unlink(missing_ok=True)
+                exp_dir.rmdir()
+            a.experiment_name, a.experiment_dir = candidate.name, str(candidate)
+            return candidate
+    return exp_dir
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+class LocalTrainer:
+    """The training loop; one instance per run."""
+
+    def __init__(self, config: Any, exp_dir: Path) -> None:
+        self.config = config
+        self.exp_dir = exp_dir
+        a = config.astuner
+        self.device = _device(a.local.device)
+        reader = build_task_reader(a.task_reader, seed=a.seed, shuffle=a.task_reader.shuffle)
+        self.train_tasks = reader.get_training_tasks()
+        val = reader.get_validation_tasks()
+        self.val_tasks = val[: a.local.val_max_tasks] if a.local.val_max_tasks else val
+        if not self.train_tasks:
+            raise SetupError("astuner.task_reader: no training tasks")
+        self.batch_size = min(a.data.train_batch_size, len(self.train_tasks))
+        self.steps_per_epoch = len(self.train_tasks) // self.batch_size
+        total = a.trainer_common.total_epochs * self.steps_per_epoch
+        self.total_steps = min(total, a.local.max_steps) if a.local.max_steps else total
+        self.resume_from = ckpt.latest_checkpoint(exp_dir) if a.local.resume_mode == "auto" else None
+        self._load_model()
+
+    def _load_model(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        a = self.config.astuner
+        base = model_path(a.model.path)
+        dtype = _dtype(a.local.dtype, self.device)
+        lora = a.local.lora_rank > 0
+        source = self.resume_from / "model" if self.resume_from and not lora else Path(base)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(source))
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype).to(self.device)
+        self.ref_model = None
+        if lora:
+            model = self._with_lora(model)
+        elif a.trainer_common.use_kl_loss and a.trainer_common.kl_loss_coef > 0:
+            ref_source = Path(base)
+            self.ref_model = AutoModelForCausalLM.from_pretrained(str(ref_source), dtype=dtype).to(self.device).eval()
+            self.ref_model.requires_grad_(False)
+        if a.local.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.model = model
+        self.model_path = base
+
+    def _with_lora(self, model: Any) -> Any:
+        try:
+            from peft import LoraConfig, PeftModel, get_peft_model
+        except ImportError as exc:
+            raise SetupError("astuner.local.lora_rank: LoRA needs peft (pip install peft)") from exc
+        loc = self.config.astuner.local
+        if self.resume_from:
+            return PeftModel.from_pretrained(model, str(self.resume_from / "model"), is_trainable=True)
+        cfg = LoraConfig(r=loc.lora_rank, lora_alpha=loc.lora_alpha, target_modules=list(loc.lora_target_modules), task_type="CAUSAL_LM")
+        return get_peft_model(model, cfg)
+
+    def _settings(self) -> TrainSettings:
+        a = self.config.astuner
+        loc, tc = a.local, a.trainer_common
+        return TrainSettings(
+            lr=tc.optim.lr,
+            grad_clip=loc.grad_clip,
+            temperature=a.rollout.temperature,
+            loss=PolicyLossConfig(loc.clip_range, loc.clip_range, loc.clip_ratio_c, loc.loss_agg_mode),
+            use_kl_loss=tc.use_kl_loss,
+            kl_loss_coef=tc.kl_loss_coef,
+            kl_loss_type=tc.kl_loss_type,
+            mini_batch_num=tc.mini_batch_num,
+            micro_batch_tokens=loc.micro_batch_tokens,
+            weight_decay=loc.weight_decay,
+        )
+
+    def train(self) -> int:
+        from astuner.engine.transformers_engine import TransformersEngine
+
+        a = self.config.astuner
+        engine = TransformersEngine(
+            self.model_path, model=self.model, tokenizer=self.tokenizer,
+            max_batch_size=a.rollout.engine.transformers.max_batch_size, seed=a.seed,
+            cuda_graphs=a.rollout.engine.transformers.cuda_graphs,
+        )
+        runtime = build_runtime(self.config, tokenizer=self.tokenizer, engine=engine)
+        trainer = PolicyTrainer(self.model, self._settings(), self.device, self.ref_model)
+        step, cursor = 0, {"epoch": 0, "index": 0}
+        if self.resume_from:
+            state = ckpt.load_trainer_state(self.resume_from, trainer.optimizer)
+            step, cursor = state["step"], state["cursor"]
+            print(f"astuner: resuming {self.exp_dir.name} from step {step} ({self.resume_from})")
+        _drop_metrics_after(self.exp_dir / "metrics.jsonl", step)
+        metrics = MetricsLogger.from_config(self.config, self.exp_dir)
+        quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
+        bar = tqdm(total=self.total_steps, initial=step, desc="steps", unit="step", disable=quiet)
+        try:
+            if step == 0 and a.trainer_common.val_before_train and self.val_tasks:
+                metrics.log(0, self._validate(runtime, 0))
+            while step < self.total_steps:
+                step += 1
+                tasks, cursor = self._next_batch(cursor)
+                row = self._train_step(runtime, trainer, tasks, step)
+                if step % a.trainer_common.test_freq == 0 or step == self.total_steps:
+                    if self.val_tasks:
+                        row.update(self._validate(runtime, step))
+                metrics.log(step, row)
+                if step % a.trainer_common.save_freq == 0 or step == self.total_steps:
+                    ckpt.save_checkpoint(
+                        self.exp_dir, step, self.model, self.tokenizer, trainer.optimizer,
+                        {"cursor": cursor}, keep=a.local.keep_checkpoints,
+                    )
+                bar.update(1)
+                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", success=f"{row['success_rate']:.2f}")
+        finally:
+            bar.close()
+            metrics.close()
+            runtime.close()
+        (self.exp_dir / "DONE").write_text(f"{step}\n")
+        print(f"astuner: trained {step} steps; metrics: {self.exp_dir / 'metrics.jsonl'}")
+        return 0
+
+    def _next_batch(self, cursor: dict) -> tuple[list[Task], dict]:
+        epoch, index = cursor["epoch"], cursor["index"]
+        if index + self.batch_size > len(self.train_tasks):
+            epoch, index = epoch + 1, 0
+        order = list(self.train_tasks)
+        if epoch:
+            random.Random(self.config.astuner.seed * 1_000_003 + epoch).shuffle(order)
+        return order[index : index + self.batch_size], {"epoch": epoch, "index": index + self.batch_size}
+
+    def _train_step(self, runtime: Any, trainer: PolicyTrainer, tasks: list[Task], step: int) -> dict[str, float]:
+        a = self.config.astuner
+        started = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        runtime.rollouts.seed_salt = step
+        results = _roll_out(runtime.rollouts, tasks, a.rollout.num_repeat, a.rollout.max_env_worker)
+        rollout_s = time.perf_counter() - started
+        samples = [s for r in results if r.error is None for s in r.samples]
+        assign_advantages(samples)
+        t0 = time.perf_counter()
+        with runtime.engine.lock:
+            train_metrics = trainer.update(samples)
+        train_s = time.perf_counter() - t0
+        if a.local.save_rollouts:
+            write_rollouts(self.exp_dir / "rollouts" / f"step_{step:06d}.jsonl", results, self.tokenizer)
+        row = _rollout_metrics(results)
+        row.update(train_metrics)
+        generated = sum(r.stats.generated_tokens for r in results)
+        row.update({
+            "step_time_s": time.perf_counter() - started,
+            "rollout_time_s": rollout_s,
+            "train_time_s": train_s,
+            "rollout_tokens_per_s": generated / rollout_s if rollout_s else 0.0,
+            "train_tokens_per_s": sum(len(s.token_ids) for s in samples) / train_s if train_s else 0.0,
+            "lr": trainer.optimizer.param_groups[0]["lr"],
+        })
+        if self.device.type == "cuda":
+            row["peak_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return row
+
+    def _validate(self, runtime: Any, step: int) -> dict[str, float]:
+        vk = self.config.astuner.rollout.val_kwargs
+        val = copy.copy(runtime.rollouts)
+        val.settings = replace(val.settings, temperature=vk.temperature, top_p=vk.top_p)
+        val.seed_salt = -step - 1
+        results = _roll_out(val, self.val_tasks, vk.num_repeat, self.config.astuner.rollout.max_env_worker)
+        write_rollouts(self.exp_dir / "rollouts" / f"val_step_{step:06d}.jsonl", results, self.tokenizer)
+        return {f"val/{k}": v for k, v in _rollout_metrics(results).items()}
+
+
+def _drop_metrics_after(path: Path, step: int) -> None:
+    """On resume, forget the metrics of steps that were lost with the killed process."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _roll_out(rollouts: Any, tasks: list[Task], num_repeat: int, max_parallel: int) -> list[RolloutResult]:
+    async def go() -> list[RolloutResult]:
+        sem = asyncio.Semaphore(max(1, max_parallel))
+        groups = await asyncio.gather(*(rollouts.run_group(t, num_repeat, sem) for t in tasks))
+        return [r for g in groups for r in g]
+
+    return asyncio.run(go())
+
+
+def _rollout_metrics(results: list[RolloutResult]) -> dict[str, float]:
+    """Per-step rollout metrics (rates over finished rollouts); documented in docs/metrics.md."""
+    s = summarize(results)
+    ok = [r for r in results if r.error is None]
+    n = max(1, len(ok))
+    rewards = torch.tensor([r.reward for r in ok] or [0.0])
+    row = {
+        "reward_mean": s["reward_mean"],
+        "reward_std": float(rewards.std()) if len(ok) > 1 else 0.0,
+        "success_rate": s["success_rate"],
+        "failed_rollouts": float(s["failed_rollouts"]),
+        "tool_calls_per_rollout": s["tool_calls_per_rollout"],
+        "llm_calls_per_rollout": s["llm_calls_per_rollout"],
+        "response_length_mean": s["generated_tokens"] / n,
+        "samples": float(s["samples"]),
+        "timeline_breaks": float(s["timeline_breaks"]),
+        "context_overflow_rate": s["context_overflow"] / n,
+        "truncated_samples": float(s["truncated_samples"]),
+    }
+    for key, value in s.items():
+        if key.startswith(("bad_case/", "madness/")):
+            row[key] = value / n
+    return row

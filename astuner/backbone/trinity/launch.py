@@ -1,0 +1,168 @@
+"""The ``trinity`` backbone's launch: Trinity config, Ray, then Trinity's own ``run_stage``.
+
+Before this runs, the CLI has done upstream's GPU check (every GPU at least 95% free,
+``astuner.ray_service.check_gpus``; skipped with ``--skip-gpu-check``). Then, in order — each
+step stops the launch with one clear line when it fails:
+
+1. with ``--with-ray`` on a worker node of a multi-node job (``MASTER_ADDR`` names another host):
+   join the head and wait there — nothing else runs on a worker node;
+2. translate the config (``astuner.backbone.trinity.config``), write
+   ``<exp_dir>/trinity_config.yaml`` and validate it with Trinity's ``load_config`` +
+   ``check_and_update``; the validation taskset is left out when the validation split is empty;
+3. with ``--with-ray``: start (or reuse) the local Ray head, else use the running cluster
+   (``RAY_ADDRESS`` or Ray's own discovery);
+4. connect to Ray with astuner's variables in the job's runtime environment (every Trinity actor
+   gets ``TRINITY_PLUGIN_DIRS`` → astuner's plugin, ``ASTUNER_CONFIG_REDIRECT`` →
+   ``yaml_backup.yaml``, ``ASTUNER_LAUNCH_DIR``), and check that the cluster has the GPUs the
+   config asks for (``cluster.node_num * gpu_per_node``) — Trinity would otherwise wait forever
+   for its placement groups;
+5. ``trinity.cli.launcher.run_stage`` (explorer + trainer, checkpoints under
+   ``checkpoint_root_dir/project/name``). Exit code 0 when Trinity reports success, else 1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from astuner.backbone.runtime import SetupError
+from astuner.backbone.trinity.config import (
+    CONFIG_ENV,
+    LAUNCH_DIR_ENV,
+    PLUGIN_DIR,
+    TranslationError,
+    check_with_trinity,
+    translate,
+    write_trinity_config,
+)
+from astuner.ray_service import RayError, cluster_settings, describe, ensure_ray, wait_as_worker
+
+
+def has_validation_tasks(config: Any) -> bool:
+    from astuner.backbone.trinity.worker import tasks_for_split
+    from astuner.task_reader import TaskReaderError
+
+    try:
+        return bool(tasks_for_split(config, "validation"))
+    except TaskReaderError:
+        return False
+
+
+def check_before_launch(config: Any) -> None:
+    """Fail here, in one line, on what would otherwise fail inside a Ray actor: the workflow and judge
+    must resolve and the training split must have tasks (``TaskReaderError`` names a bad reader)."""
+    from astuner.backbone.trinity.worker import tasks_for_split
+    from astuner.resolve import ResolveError, resolve
+
+    a = config.astuner
+    for key, spec in (("astuner.rollout.agentscope_workflow", a.rollout.agentscope_workflow),
+                      ("astuner.task_judge.judge_protocol", a.task_judge.judge_protocol)):
+        try:
+            resolve(spec)
+        except ResolveError as exc:
+            raise SetupError(f"{key}: {exc}") from None
+    if not tasks_for_split(config, "train"):
+        raise SetupError("astuner.task_reader: the training split has no tasks")
+
+
+def prepare(config: Any, exp_dir: Path) -> tuple[Path, Any]:
+    """Step 2: write ``trinity_config.yaml`` and return it with Trinity's checked config."""
+    check_before_launch(config)
+    with_validation = has_validation_tasks(config)
+    try:
+        translation = translate(config, exp_dir, with_validation=with_validation)
+    except TranslationError as exc:
+        raise SetupError(str(exc)) from None
+    for note in translation.notes:
+        print(f"astuner: {note}")
+    if not with_validation:
+        print("astuner: the validation split is empty; Trinity will not evaluate (no eval taskset)")
+    path = write_trinity_config(translation.data, exp_dir)
+    try:
+        checked = check_with_trinity(path)
+    except TranslationError as exc:
+        raise SetupError(str(exc)) from None
+    print(f"astuner: Trinity config {path} (checked by Trinity; checkpoints in {checked.checkpoint_job_dir})")
+    return path, checked
+
+
+def actor_env(config: Any, exp_dir: Path) -> dict[str, str]:
+    """Variables every Trinity actor gets, on top of Trinity's own (``Config.get_envs``)."""
+    return {
+        CONFIG_ENV: str(Path(exp_dir).resolve() / "yaml_backup.yaml"),
+        LAUNCH_DIR_ENV: os.getcwd(),
+        "TRINITY_PLUGIN_DIRS": str(PLUGIN_DIR),
+    }
+
+
+def connect(checked: Any, env: dict[str, str]) -> None:
+    """Step 4: ``ray.init`` with astuner's runtime env, then the GPU-count check."""
+    import ray
+
+    os.environ.update(env)
+    try:
+        ray.init(
+            address=checked.cluster.ray_address,
+            namespace=checked.ray_namespace,
+            ignore_reinit_error=True,
+            runtime_env={"env_vars": {**checked.get_envs(), **env}},
+            log_to_driver=True,
+        )
+    except ConnectionError as exc:
+        raise RayError(
+            f"Ray is not running at {os.environ.get('RAY_ADDRESS') or checked.cluster.ray_address!r} "
+            f"({' '.join(str(exc).split())[:160]}); start it with --with-ray or 'ray start --head'"
+        ) from None
+    need = int(checked.cluster.node_num) * int(checked.cluster.gpu_per_node)
+    have = _wait_for_gpus(ray, need)
+    if have < need:
+        ray.shutdown()
+        raise RayError(
+            f"the Ray cluster has {have} GPU(s) but the config asks for {need} "
+            f"(trainer_common.nnodes * n_gpus_per_node = cluster.node_num * gpu_per_node); "
+            "set them to the cluster you have"
+        )
+
+
+def _wait_for_gpus(ray: Any, need: int) -> int:
+    """The cluster's GPU count, waiting (multi-node: up to ``ASTUNER_RAY_TIMEOUT_S``) for nodes still joining."""
+    import time
+
+    multi_node = bool(os.environ.get("MASTER_ADDR"))
+    deadline = time.monotonic() + (float(os.environ.get("ASTUNER_RAY_TIMEOUT_S", "600")) if multi_node else 5.0)
+    told = False
+    while True:
+        have = int(ray.cluster_resources().get("GPU", 0))
+        if have >= need or time.monotonic() > deadline:
+            return have
+        if multi_node and not told:
+            print(f"astuner: waiting for worker nodes to join: {have} of {need} GPUs in the Ray cluster", flush=True)
+            told = True
+        time.sleep(2.0)
+
+
+def launch(config: Any, exp_dir: Path, args: Any = None) -> int:
+    with_ray = bool(getattr(args, "with_ray", False))
+    cluster = cluster_settings() if with_ray else None
+    if cluster is not None and not cluster[2]:
+        node = ensure_ray()
+        print(f"astuner: {describe(node)}")
+        return wait_as_worker(node)
+    _, checked = prepare(config, exp_dir)
+    if with_ray:
+        print(f"astuner: {describe(ensure_ray())}", flush=True)
+    from astuner.backbone.trinity.plugin import register
+
+    register()
+    connect(checked, actor_env(config, exp_dir))
+    from trinity.cli.launcher import run_stage
+
+    status = run_stage(checked)
+    if getattr(status, "success", False):
+        print(f"astuner: Trinity finished ({status.stage}); checkpoints in {checked.checkpoint_job_dir}")
+        return 0
+    error = getattr(status, "error", None)
+    print(f"astuner: Trinity failed ({getattr(status, 'stage', '?')}): "
+          f"{getattr(error, 'type_name', '')}: {getattr(error, 'message', '')}")
+    return 1

@@ -1,0 +1,1 @@
+"""The directory astuner puts in ``TRINITY_PLUGIN_DIRS`` (Trinity skips files starting with ``__``)."""

@@ -1,0 +1,13 @@
+"""Trinity-RFT plugin: registers astuner's workflow (``astuner_workflow``) and task reader (``astuner``).
+
+Trinity imports every ``*.py`` of the directories in ``TRINITY_PLUGIN_DIRS`` in each of its
+processes (explorer, trainer, experience pipeline); astuner's launch puts this directory there. The
+classes live in the ``astuner`` package, so Ray can also ship them to processes that never load the
+plugin, and a Trinity config may name them by dotted path instead:
+``astuner.backbone.trinity.workflow.AstunerWorkflow`` and
+``astuner.backbone.trinity.reader.AstunerTaskReader``.
+"""
+
+from astuner.backbone.trinity.plugin import register
+
+register()

@@ -1,0 +1,21 @@
+"""Environments behind an HTTP service: the client, the env handle, the per-rollout session.
+
+- ``client.py``: :class:`EnvClient` speaks the env_service protocol (create, step, evaluate,
+  release, task list per split) with timeouts and bounded retries; failures are
+  :class:`EnvServiceError` naming the URL and the operation.
+- ``gym_env.py``: :class:`EnvServiceGymEnv`, the handle a workflow and judge get as
+  ``workflow_task.gym_env`` (``step(action) -> (obs, reward, terminated, info)``, ``evaluate``).
+- ``session.py``: :func:`env_for_rollout`, which the rollout runner wraps around workflow and
+  judge so that every instance is released, also when the rollout fails.
+- ``example_quiz.py`` / ``example_server.py``: a small real service (an arithmetic quiz) for
+  tests and the ``tutorial/example_env_agent`` tutorial.
+
+The task reader is ``astuner.task_reader.env_service`` and the judge
+``astuner.task_judge.env_service_as_judge``.
+"""
+
+from astuner.env_service.client import EnvClient, EnvServiceError, RetryPolicy
+from astuner.env_service.gym_env import EnvServiceGymEnv
+from astuner.env_service.session import client_from_config, env_for_rollout
+
+__all__ = ["EnvClient", "EnvServiceError", "EnvServiceGymEnv", "RetryPolicy", "client_from_config", "env_for_rollout"]

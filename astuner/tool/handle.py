@@ -1,0 +1,244 @@
+"""One started sandbox, seen from the caller: the process spawned, its control socket, the pipe
+its start-up errors go to and the program's two output pipes, all driven by the pool's loop.
+
+Why its own module: this is the only code that touches a sandbox's descriptors and pids; the
+pool decides when sandboxes start and which call gets which. Processes are started with
+``posix_spawn`` (the kernel's vfork path), so the large training process is never forked, and
+watched through a pidfd (Linux 5.3+; a waiting thread otherwise).
+
+Not guaranteed: if something else in the process reaps children with ``waitpid(-1)``, the
+sandbox's own exit status is lost; the supervisor's report over the socket still counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+from typing import Any, Callable
+
+from astuner.tool.isolation import WorkerSpec, kill_uid
+from astuner.tool.output import CappedBuffer
+
+EXIT_GRACE_S = 1.0
+"""How long to wait for a killed sandbox to exit."""
+PIPE_GRACE_S = 0.5
+"""How long to wait for the output pipes to close once the program is gone."""
+_F_SETPIPE_SZ = 1031
+
+
+class SandboxError(RuntimeError):
+    """A sandbox could not be started or kept failing; never raised for what a program does."""
+
+
+def _high_fd(fd: int) -> int:
+    """``fd`` moved to 4 or above, so the spawn's dup2 onto 0-3 cannot clobber it."""
+    if fd >= 4:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 4)
+    os.close(fd)
+    return moved
+
+
+class Sandbox:
+    """One started sandbox: the process spawned (bwrap, or the supervisor itself), its control
+    socket, the pipe its start-up errors go to, and, once it is ready, the program's two output
+    pipes (created by the supervisor and passed over the socket), all driven by the service loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, spec: WorkerSpec, on_gone: Callable[[Sandbox], None]) -> None:
+        self.loop, self.spec, self._on_gone = loop, spec, on_gone
+        self.info: dict[str, Any] = {}
+        self.messages: dict[str, Any] = {}
+        self.ready: asyncio.Future[dict] = loop.create_future()
+        self.reported: asyncio.Future[None] = loop.create_future()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.output_closed: asyncio.Future[None] = loop.create_future()
+        self.log_closed: asyncio.Future[None] = loop.create_future()
+        self.returncode: int | None = None
+        self.log = CappedBuffer(1 << 14)
+        self.buffers = {1: CappedBuffer(1 << 16), 2: CappedBuffer(1 << 16)}
+        self._pending = b""
+        self._fds: dict[str, int] = {}
+        self._disposed = False
+        ours, theirs = socket.socketpair()
+        log_r, log_w = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        spawn_fds = [_high_fd(fd) for fd in (devnull, log_w, log_w, theirs.detach())]
+        try:
+            actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(spawn_fds)]
+            self.pid = os.posix_spawn(spec.argv[0], spec.argv, spec.env, file_actions=actions, setsid=True)
+        except BaseException:
+            os.close(log_r)
+            ours.close()
+            raise
+        finally:
+            for fd in set(spawn_fds):
+                os.close(fd)
+        self.sock = ours
+        self.sock.setblocking(False)
+        self._watch("control", self.sock.fileno(), self._on_control)
+        self._watch("log", log_r, lambda: self._on_pipe("log"))
+        self._watch_exit()
+
+    def _watch(self, name: str, fd: int, callback: Callable[[], None]) -> None:
+        self._fds[name] = fd
+        self.loop.add_reader(fd, callback)
+
+    def _unwatch(self, name: str, close: bool = True) -> None:
+        fd = self._fds.pop(name, None)
+        if fd is None:
+            return
+        self.loop.remove_reader(fd)
+        if close:
+            os.close(fd)
+
+    def _watch_exit(self) -> None:
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            threading.Thread(target=self._wait_blocking, daemon=True).start()
+            return
+        self._watch("pidfd", pidfd, self._on_exit)
+
+    def _wait_blocking(self) -> None:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            status = None
+        self.loop.call_soon_threadsafe(self._exited, status)
+
+    def _on_exit(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # someone else reaped it; the supervisor's report still counts
+            pid, status = self.pid, None
+        if pid == 0:
+            return
+        self._unwatch("pidfd")
+        self._exited(status)
+
+    def _exited(self, status: int | None) -> None:
+        self.returncode = os.waitstatus_to_exitcode(status) if status is not None else None
+        if not self.exited.done():
+            self.exited.set_result(None)
+        self._on_gone(self)
+
+    def _on_pipe(self, name: str) -> None:
+        fd = self._fds[name]
+        try:
+            data = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            (self.log if name == "log" else self.buffers[1 if name == "stdout" else 2]).feed(data)
+            return
+        self._unwatch(name)
+        if name == "log" and not self.log_closed.done():
+            self.log_closed.set_result(None)
+        if name != "log" and "stdout" not in self._fds and "stderr" not in self._fds and not self.output_closed.done():
+            self.output_closed.set_result(None)
+
+    def _on_control(self) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 2)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        if len(fds) == 2 and "stdout" not in self._fds:
+            for name, fd in zip(("stdout", "stderr"), fds):
+                os.set_blocking(fd, False)
+                try:
+                    fcntl.fcntl(fd, _F_SETPIPE_SZ, 1 << 20)  # fewer wake-ups for a flood of output
+                except OSError:
+                    pass
+                self._watch(name, fd, lambda name=name: self._on_pipe(name))
+        else:
+            for fd in fds:
+                os.close(fd)
+        if not data:
+            self._unwatch("control", close=False)
+            return
+        self._pending += data
+        while b"\n" in self._pending:
+            line, self._pending = self._pending.split(b"\n", 1)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            self._handle(message)
+
+    def _handle(self, message: dict) -> None:
+        if "ready" in message and not self.ready.done():
+            self.info = message["ready"]
+            self.ready.set_result(self.info)
+        elif "error" in message and not self.ready.done():
+            self.ready.set_exception(SandboxError(f"{self.spec.mode} sandbox setup failed: {message['error']}"))
+        else:
+            self.messages.update(message)
+            if "status" in message and not self.reported.done():
+                self.reported.set_result(None)
+
+    def startup_failure(self) -> str:
+        log = self.log.text("log").strip()
+        return f"{self.spec.mode} sandbox exited during start-up (status {self.returncode}): {log or 'no output'}"
+
+    def capture(self, max_bytes: int) -> None:
+        """Start capturing the program's output under its own cap."""
+        self.buffers = {1: CappedBuffer(max_bytes), 2: CappedBuffer(max_bytes)}
+
+    async def send(self, request: bytes) -> None:
+        await self.loop.sock_sendall(self.sock, request)
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def kill(self) -> None:
+        """SIGKILL everything in the sandbox (idempotent). bwrap: the outer process; its
+        ``--die-with-parent`` chain takes the PID namespace, and with it every process, down."""
+        if not self.exited.done():
+            _signal(lambda: os.kill(self.pid, signal.SIGKILL))
+        if self.spec.mode == "process":
+            _signal(lambda: os.killpg(self.pid, signal.SIGKILL))
+            child = self.messages.get("child")
+            if child and not self.info.get("dedicated"):
+                _signal(lambda: os.killpg(child, signal.SIGKILL))
+        if self.spec.uid is not None:
+            kill_uid(self.spec.uid)
+
+    def dispose(self, abnormal: bool) -> None:
+        """Release the descriptors (the exit is still reaped when it comes). After an abnormal end
+        (timeout, cancellation, supervisor died) kill everything first and remove a scratch dir
+        left on the host."""
+        if self._disposed:
+            return
+        self._disposed = True
+        if abnormal:
+            self.kill()
+        for name in [n for n in self._fds if n != "pidfd"]:
+            self._unwatch(name, close=name != "control")
+        self.sock.close()
+        if abnormal and self.info.get("scratch_on_host"):
+            shutil.rmtree(self.spec.scratch, ignore_errors=True)
+
+    def abandon(self) -> None:
+        """In a forked child: close our copies of the descriptors, touch nothing else."""
+        for name, fd in self._fds.items():
+            if name != "control":
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.sock.close()
+
+
+def _signal(send: Callable[[], None]) -> None:
+    try:
+        send()
+    except (ProcessLookupError, PermissionError):
+        pass
