@@ -140,6 +140,7 @@ def test_a_failing_redraw_warns_and_training_goes_on(tmp_path, monkeypatch):
 
 
 def test_echo_prints_one_line_per_step_without_a_terminal_and_ci_is_quiet(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
     MetricsLogger(tmp_path / "a", echo=True).log(7, {"reward_mean": 0.5, "success_rate": 0.25})
     assert capsys.readouterr().out == "step 7 | reward_mean 0.500 | success_rate 0.250\n"
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)

@@ -59,6 +59,16 @@ class Outcome:
     maxrss_kb: int | None = None
 
 
+def _alive(pid: int) -> bool:
+    """False for a process that is gone or a zombie: killed while idle, its exit not yet reaped by
+    the event loop (handing it out would lose the program it is given)."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
 class Pool:
     """Idle sandboxes of one kind (mode, scratch size), refilled in the background."""
 
@@ -73,7 +83,7 @@ class Pool:
         self.size = size
         while self.idle:
             box = self.idle.popleft()
-            if not box.exited.done():
+            if not box.exited.done() and _alive(box.pid):
                 # Replaced by ``release``, after the call, so start-up does not compete with it,
                 # unless the pool runs low: then back-to-back calls would wait for start-ups.
                 if len(self.idle) < (self.size + 1) // 2:
