@@ -188,8 +188,8 @@ def test_wrong_type_names_key_and_value(tmp_path):
 
 
 def test_bad_literal_lists_choices(tmp_path):
-    text = config_error(write(tmp_path, "astuner:\n  rollout:\n    engine:\n      type: vllm\n"))
-    assert "astuner.rollout.engine.type: expected one of 'transformers', 'openai' or 'scripted', got 'vllm'" in text
+    text = config_error(write(tmp_path, "astuner:\n  rollout:\n    engine:\n      type: sglang\n"))
+    assert "astuner.rollout.engine.type: expected one of 'transformers', 'vllm', 'openai' or 'scripted', got 'sglang'" in text
 
 
 def test_bad_list_item_names_index(tmp_path):
@@ -337,4 +337,4 @@ def test_docs_config_md_is_up_to_date():
 
 
 def test_literal_types_render_in_docs():
-    assert '"transformers" \\| "openai" \\| "scripted"' in render()
+    assert '"transformers" \\| "vllm" \\| "openai" \\| "scripted"' in render()

@@ -359,5 +359,5 @@ def test_build_engine_dispatches_on_type(tmp_path, tiny_dir, engine):
     finally:
         local.close()
 
-    with pytest.raises(ValueError, match="unknown engine.type 'vllm'"):
-        build_engine({"type": "vllm"}, str(tiny_dir), engine.tokenizer, 2)
+    with pytest.raises(ValueError, match="unknown engine.type 'sglang'"):
+        build_engine({"type": "sglang"}, str(tiny_dir), engine.tokenizer, 2)

@@ -4,7 +4,9 @@ Each step takes ``data.train_batch_size`` tasks, rolls each out ``rollout.num_re
 the in-process transformers engine (concurrent rollouts share batched forward passes), judges
 them, builds token-exact samples, computes GRPO advantages per rollout (``astuner.algorithm``)
 and updates the policy with the PPO-clip loss. The engine generates from the very model object
-being trained, so the next step's rollouts use the updated policy.
+being trained, so the next step's rollouts use the updated policy. With ``rollout.engine.type:
+vllm`` a ``vllm serve`` generates instead: it is stopped during each update (freeing its GPU
+memory) and restarted on the updated weights, saved under ``vllm_weights/`` (docs/engines.md).
 
 Every ``trainer_common.save_freq`` steps a checkpoint (weights, optimizer, data cursor, RNG) is
 written atomically; rerunning the same command resumes from the newest one (``local.resume_mode``).
@@ -45,10 +47,15 @@ _STAMP = re.compile(r"_\d{8}_\d{4}$")
 
 def run(config: Any, exp_dir: Path, args: Any = None) -> int:
     a = config.astuner
-    if a.rollout.engine.type != "transformers":
+    if a.rollout.engine.type not in ("transformers", "vllm"):
         raise SetupError(
-            "astuner.rollout.engine.type: the local backbone trains the in-process model and rolls out with it; "
-            f"use 'transformers' (got {a.rollout.engine.type!r})"
+            "astuner.rollout.engine.type: the local backbone rolls out with the model it trains; "
+            f"use 'transformers' or 'vllm' (got {a.rollout.engine.type!r})"
+        )
+    if a.rollout.engine.type == "vllm" and a.local.lora_rank > 0:
+        raise SetupError(
+            "astuner.rollout.engine.type: 'vllm' with local.lora_rank > 0 is not supported "
+            "(the server is restarted on full saved weights); use 'transformers' for LoRA"
         )
     exp_dir = _resume_target(config, exp_dir, args)
     return LocalTrainer(config, exp_dir).train()
@@ -118,6 +125,7 @@ class LocalTrainer:
         dtype = _dtype(a.local.dtype, self.device)
         lora = a.local.lora_rank > 0
         source = self.resume_from / "model" if self.resume_from and not lora else Path(base)
+        self.weights_dir = source
         self.tokenizer = AutoTokenizer.from_pretrained(str(source))
         model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype).to(self.device)
         self.ref_model = None
@@ -163,12 +171,19 @@ class LocalTrainer:
         from astuner.engine.transformers_engine import TransformersEngine
 
         a = self.config.astuner
-        engine = TransformersEngine(
-            self.model_path, model=self.model, tokenizer=self.tokenizer,
-            max_batch_size=a.rollout.engine.transformers.max_batch_size, seed=a.seed,
-            cuda_graphs=a.rollout.engine.transformers.cuda_graphs,
-        )
-        runtime = build_runtime(self.config, tokenizer=self.tokenizer, engine=engine)
+        if a.rollout.engine.type == "vllm":
+            engine = self._vllm_engine()
+        else:
+            engine = TransformersEngine(
+                self.model_path, model=self.model, tokenizer=self.tokenizer,
+                max_batch_size=a.rollout.engine.transformers.max_batch_size, seed=a.seed,
+                cuda_graphs=a.rollout.engine.transformers.cuda_graphs,
+            )
+        try:
+            runtime = build_runtime(self.config, tokenizer=self.tokenizer, engine=engine)
+        except BaseException:
+            engine.close()
+            raise
         trainer = PolicyTrainer(self.model, self._settings(), self.device, self.ref_model)
         step, cursor = 0, {"epoch": 0, "index": 0}
         if self.resume_from:
@@ -205,6 +220,37 @@ class LocalTrainer:
         print(f"astuner: trained {step} steps; metrics: {self.exp_dir / 'metrics.jsonl'}")
         return 0
 
+    def _vllm_engine(self) -> Any:
+        """A ``vllm serve`` on the weights the policy starts from (the base model or the resumed checkpoint)."""
+        from astuner.engine.base import EngineError
+        from astuner.engine.vllm_engine import build_vllm_engine
+
+        a = self.config.astuner
+        try:
+            return build_vllm_engine(
+                a.rollout.engine.vllm, str(self.weights_dir), seed=a.seed, log_dir=self.exp_dir,
+                max_model_len=a.rollout.max_model_len,
+            )
+        except EngineError as exc:
+            raise SetupError(f"astuner.rollout.engine: {exc}") from exc
+
+    def _update(self, engine: Any, trainer: PolicyTrainer, samples: list) -> dict[str, float]:
+        """One policy update; a vLLM server is stopped during it so the trainer has the GPU's memory."""
+        if self.config.astuner.rollout.engine.type != "vllm":
+            with engine.lock:
+                return trainer.update(samples)
+        engine.pause()
+        return trainer.update(samples)
+
+    def _publish(self, engine: Any, step: int) -> None:
+        """Restart a vLLM server on the updated weights, unless nothing will generate again."""
+        if self.config.astuner.rollout.engine.type != "vllm":
+            return
+        if step < self.total_steps or self.val_tasks:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            engine.load_weights(self.model, self.tokenizer, f"step_{step:06d}")
+
     def _next_batch(self, cursor: dict) -> tuple[list[Task], dict]:
         epoch, index = cursor["epoch"], cursor["index"]
         if index + self.batch_size > len(self.train_tasks):
@@ -225,9 +271,9 @@ class LocalTrainer:
         samples = [s for r in results if r.error is None for s in r.samples]
         assign_advantages(samples)
         t0 = time.perf_counter()
-        with runtime.engine.lock:
-            train_metrics = trainer.update(samples)
+        train_metrics = self._update(runtime.engine, trainer, samples)
         train_s = time.perf_counter() - t0
+        self._publish(runtime.engine, step)
         if a.local.save_rollouts:
             write_rollouts(self.exp_dir / "rollouts" / f"step_{step:06d}.jsonl", results, self.tokenizer)
         row = _rollout_metrics(results)

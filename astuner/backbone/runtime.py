@@ -35,7 +35,7 @@ class Runtime:
     model_path: str
 
     def close(self) -> None:
-        """Stop the engine and the Python tool's warm sandboxes (they are children of this process)."""
+        """Stop the engine (a ``vllm`` engine's server with it) and the Python tool's warm sandboxes."""
         from astuner.tool import shutdown
 
         self.engine.close()
@@ -65,10 +65,19 @@ def build_runtime(config: Any, *, tokenizer: Any = None, engine: Engine | None =
     except ChatTemplateError as exc:
         raise SetupError(f"astuner.model.path: {exc}") from exc
     try:
-        engine = engine or build_engine(a.rollout.engine, path, tokenizer, template.turn.end_of_turn_id, seed=a.seed)
+        engine = engine or build_engine(
+            a.rollout.engine, path, tokenizer, template.turn.end_of_turn_id, seed=a.seed,
+            log_dir=_experiment_dir(config), max_model_len=a.rollout.max_model_len,
+        )
     except (ValueError, EngineError) as exc:
         raise SetupError(f"astuner.rollout.engine: {exc}") from exc
     return Runtime(tokenizer, template, engine, Rollouts(config, engine, template, workflow_cls, judge), path)
+
+
+def _experiment_dir(config: Any) -> str | None:
+    """The run's directory once the launch has set it (an absolute path), else None."""
+    directory = config.astuner.experiment_dir
+    return directory if os.path.isabs(directory) else None
 
 
 def _load_tokenizer(path: str) -> Any:

@@ -129,19 +129,75 @@ class ScriptedEngineConfig(StrictModel):
     )
 
 
+class VllmEngineConfig(StrictModel):
+    """A ``vllm serve`` that astuner starts for the run, talks to token-exactly, and always stops."""
+
+    port: int = Field(
+        18000, ge=1, le=65535,
+        description="vllm engine: port to serve on; when it is taken a free port is used instead (printed).",
+    )
+    host: str = Field(
+        "127.0.0.1", description="vllm engine: address the server binds (loopback keeps it private to this machine)."
+    )
+    tensor_parallel_size: int = Field(
+        1, ge=1,
+        description="vllm engine: GPUs per server (--tensor-parallel-size), lowered to the number of visible GPUs.",
+    )
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0.0, le=1.0,
+        description=(
+            "vllm engine: fraction of each GPU's memory vLLM may take; with the local backbone the trained model "
+            "shares the GPU, so lower it (e.g. 0.4)."
+        ),
+    )
+    max_num_seqs: int = Field(
+        0, ge=0, description="vllm engine: most sequences decoded at once (--max-num-seqs; 0 = vLLM's default)."
+    )
+    enforce_eager: bool = Field(
+        True,
+        description=(
+            "vllm engine: skip CUDA-graph capture (--enforce-eager): faster start-up and restarts, slower decoding."
+        ),
+    )
+    dtype: str = Field("auto", description="vllm engine: weight dtype (--dtype: auto, bfloat16, float16, float32).")
+    seed: int | None = Field(None, description="vllm engine: server seed (--seed); null means astuner.seed.")
+    startup_timeout_s: float = Field(
+        1800.0, gt=0.0,
+        description="vllm engine: seconds to wait for the server to answer /health before stopping it with an error.",
+    )
+    request_timeout_s: float = Field(
+        600.0, gt=0.0, description="vllm engine: seconds to wait for one completion before the call fails."
+    )
+    extra_args: list[str] = Field(
+        default_factory=list,
+        description="vllm engine: further `vllm serve` arguments, appended as given (e.g. ['--quantization', 'fp8']).",
+    )
+    executable: str = Field(
+        "",
+        description=(
+            "vllm engine: the `vllm` program to run; empty means `vllm` on PATH, else `python -m "
+            "vllm.entrypoints.cli.main` of this interpreter."
+        ),
+    )
+
+
 class EngineConfig(StrictModel):
     """Which inference engine generates the policy's tokens during rollouts (debug and local backbones)."""
 
-    type: Literal["transformers", "openai", "scripted"] = Field(
+    type: Literal["transformers", "vllm", "openai", "scripted"] = Field(
         "transformers",
         description=(
-            "Engine kind the debug backbone generates with: in-process 'transformers', an 'openai'-compatible server, "
-            "or 'scripted' replies."
+            "Engine rollouts generate with: in-process 'transformers'; 'vllm', a `vllm serve` astuner starts and "
+            "stops (local backbone: restarted on the new weights after every update); 'openai', a server you run; "
+            "'scripted' replies. The local backbone takes 'transformers' or 'vllm'."
         ),
     )
     transformers: TransformersEngineConfig = Field(
         default_factory=TransformersEngineConfig,
         description="Settings of the transformers engine (type 'transformers').",
+    )
+    vllm: VllmEngineConfig = Field(
+        default_factory=VllmEngineConfig, description="Settings of the vLLM server astuner launches (type 'vllm')."
     )
     openai: OpenAIEngineConfig = Field(
         default_factory=OpenAIEngineConfig, description="Settings of the OpenAI-compatible engine (type 'openai')."
@@ -287,8 +343,8 @@ class RolloutConfig(StrictModel):
     engine: EngineConfig = Field(
         default_factory=EngineConfig,
         description=(
-            "The inference engine that generates rollouts (debug backbone; the local backbone will use it too); the "
-            "trinity backbone ignores it and generates on Trinity's vLLM engines."
+            "The inference engine that generates rollouts (debug and local backbones; docs/engines.md); the trinity "
+            "backbone ignores it and generates on Trinity's vLLM engines."
         ),
     )
     step_skip_action: int = Field(

@@ -6,11 +6,12 @@ Engine modules are imported only when built, so ``import astuner.engine`` stays 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from astuner.engine.base import Completion, Engine, EngineError, SamplingParams
 
-ENGINE_TYPES = ("transformers", "openai", "scripted")
+ENGINE_TYPES = ("transformers", "vllm", "openai", "scripted")
 
 __all__ = ["ENGINE_TYPES", "Completion", "Engine", "EngineError", "SamplingParams", "build_engine"]
 
@@ -26,14 +27,26 @@ def _get(section: Any, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def build_engine(engine_cfg: Any, model_path: str, tokenizer: Any, end_of_turn_id: int, seed: int = 0) -> Engine:
+def build_engine(
+    engine_cfg: Any,
+    model_path: str,
+    tokenizer: Any,
+    end_of_turn_id: int,
+    seed: int = 0,
+    *,
+    log_dir: str | Path | None = None,
+    max_model_len: int | None = None,
+) -> Engine:
     """Build the engine named by ``engine_cfg.type``.
 
     ``engine_cfg`` is the config's engine section (an object with attributes, or a dict) with
     ``type`` and the sub-sections ``transformers`` (``device``, ``dtype``, ``max_batch_size``),
-    ``openai`` (``base_url``, ``model_name`` — defaults to ``model_path`` —, ``api_key_env``,
-    ``timeout_s``) and ``scripted`` (``path``). Raises ``ValueError`` for an unknown type or a
-    missing required key. The tokenizer is shared with the transformers engine, not reloaded.
+    ``vllm`` (see ``astuner.engine.vllm_engine.build_vllm_engine``; the server's log goes to
+    ``log_dir`` and ``max_model_len`` becomes ``--max-model-len``), ``openai`` (``base_url``,
+    ``model_name`` — defaults to ``model_path`` —, ``api_key_env``, ``timeout_s``) and
+    ``scripted`` (``path``). Raises ``ValueError`` for an unknown type or a missing required key,
+    ``EngineError`` when a vLLM server cannot be started (nothing is left running then). The
+    tokenizer is shared with the transformers engine, not reloaded.
     """
     kind = _get(engine_cfg, "type", "transformers")
     if kind == "transformers":
@@ -48,6 +61,12 @@ def build_engine(engine_cfg: Any, model_path: str, tokenizer: Any, end_of_turn_i
             cuda_graphs=bool(_get(section, "cuda_graphs", True)),
             seed=seed,
             tokenizer=tokenizer,
+        )
+    if kind == "vllm":
+        from astuner.engine.vllm_engine import build_vllm_engine
+
+        return build_vllm_engine(
+            _get(engine_cfg, "vllm"), model_path, seed=seed, log_dir=log_dir, max_model_len=max_model_len
         )
     if kind == "openai":
         from astuner.engine.openai_engine import OpenAIEngine

@@ -49,6 +49,16 @@ class _Request:
     logprobs: list[float] = field(default_factory=list)
     finish_reason: str | None = None
 
+    def take(self, token: int, logprob: float) -> bool:
+        """Append a generated token; False once it ends the completion (stop token or max_tokens)."""
+        self.token_ids.append(token)
+        self.logprobs.append(logprob)
+        if token in self.params.stop_token_ids:
+            self.finish_reason = "stop"
+        elif len(self.token_ids) >= self.params.max_tokens:
+            self.finish_reason = "length"
+        return self.finish_reason is None
+
 
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
@@ -304,13 +314,7 @@ class TransformersEngine:
             tokens, logprobs = self._choose(logits, live)
             keep: list[int] = []
             for row, (request, token, logprob) in enumerate(zip(live, tokens.tolist(), logprobs.tolist())):
-                request.token_ids.append(token)
-                request.logprobs.append(logprob)
-                if token in request.params.stop_token_ids:
-                    request.finish_reason = "stop"
-                elif len(request.token_ids) >= request.params.max_tokens:
-                    request.finish_reason = "length"
-                else:
+                if request.take(token, logprob):
                     keep.append(row)
             if not keep:
                 return
@@ -332,15 +336,7 @@ class TransformersEngine:
             tokens, logprobs = self._choose(logits, batch)
             going = False
             for request, token, logprob in zip(batch, tokens.tolist(), logprobs.tolist()):
-                if request.finish_reason:
-                    continue
-                request.token_ids.append(token)
-                request.logprobs.append(logprob)
-                if token in request.params.stop_token_ids:
-                    request.finish_reason = "stop"
-                elif len(request.token_ids) >= request.params.max_tokens:
-                    request.finish_reason = "length"
-                else:
+                if not request.finish_reason and request.take(token, logprob):
                     going = True
             return tokens if going else None
 
