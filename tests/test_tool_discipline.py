@@ -1,0 +1,172 @@
+"""The tool-discipline experiment's parts: problem generator, scripted teacher, SFT loss, report.
+
+The teacher tests run the unchanged tutorial workflow (ReActAgent, astuner's sandboxed Python tool,
+the rule judge and the bad-case detectors) with the teacher as the engine, so they check that each
+scripted behaviour is exactly the seed bad case it stands for. The end-to-end CPU miniature is in
+``test_tool_discipline_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+import torch
+
+from astuner.experiments.tool_discipline import problems as gen
+from astuner.experiments.tool_discipline import report
+from astuner.experiments.tool_discipline.teacher import BAD_CASE_OF, BEHAVIOURS, TeacherEngine, TeacherRates, guess_for
+from astuner.task_judge.bad_cases import BAD_CASES
+from tests.conftest import REPO
+
+CONFIG = REPO / "tutorial" / "example_math_agent" / "tool_discipline.yaml"
+
+
+def test_templates_are_many_and_take_one_to_three_steps():
+    assert len(gen.TEMPLATES) >= 20
+    assert len({t.name for t in gen.TEMPLATES}) == len(gen.TEMPLATES)
+    assert {len(t.steps) for t in gen.TEMPLATES} == {1, 2, 3}
+
+
+@pytest.mark.parametrize("template", gen.TEMPLATES, ids=lambda t: t.name)
+def test_every_template_makes_correct_gsm8k_problems(template):
+    rng = random.Random(5)
+    for _ in range(20):
+        p = gen.make_problem(template, rng)
+        assert p.answer.endswith(f"#### {p.value}")
+        assert p.code.startswith("print(") and eval(p.code[len("print("):-1], {"__builtins__": {}}) == p.value
+        for expr, value in re.findall(r"<<([^=]+)=(\d+)>>", p.answer):
+            assert eval(expr, {"__builtins__": {}}) == int(value)
+        numbers = [int(n) for n in re.findall(r"\d+", p.question)]
+        assert p.value not in numbers
+        assert int(guess_for(p.question)) != p.value
+        assert "{" not in p.question
+
+
+def test_splits_are_disjoint_and_read_by_the_dataset_file_reader(tmp_path):
+    from astuner.task_reader import build_task_reader
+
+    train, val = gen.generate_splits(120, 40, seed=3)
+    assert not {p.question for p in train} & {p.question for p in val}
+    assert len({p.question for p in train}) == 120
+    gen.write_jsonl(train, tmp_path / "train.jsonl")
+    gen.write_jsonl(val, tmp_path / "val.jsonl")
+    reader = build_task_reader(
+        {"type": "dataset_file", "dataset_file": {"training": {"file_path": str(tmp_path / "train.jsonl")},
+                                                  "validation": {"file_path": str(tmp_path / "val.jsonl")}}},
+        shuffle=False,
+    )
+    tasks = reader.get_training_tasks()
+    assert [t.main_query for t in tasks] == [p.question for p in train]
+    assert tasks[0].metadata["answer"] == train[0].answer
+    assert len(reader.get_validation_tasks()) == 40
+    assert gen.generate_splits(120, 40, seed=3) == (train, val)
+
+
+def test_teacher_rates_are_reproducible_and_near_their_values():
+    rates = TeacherRates(no_print=0.2, impatient=0.1, malformed=0.05)
+    teacher = TeacherEngine([], tokenizer=None, end_of_turn_id=0, rates=rates, seed=1)
+    drawn = [teacher.behaviour_for(f"task-{i}") for i in range(4000)]
+    assert drawn == [TeacherEngine([], None, 0, rates, seed=1).behaviour_for(f"task-{i}") for i in range(4000)]
+    for name, expected in (("no_print", 0.2), ("impatient", 0.1), ("malformed", 0.05), ("good", 0.65)):
+        assert abs(drawn.count(name) / len(drawn) - expected) < 0.025
+    with pytest.raises(ValueError):
+        TeacherRates(no_print=0.7, impatient=0.3, malformed=0.1)
+
+
+@pytest.fixture(scope="module")
+def workflow_setup(tmp_path_factory):
+    """The tutorial config, the tiny tokenizer and six generated problems as tasks."""
+    from transformers import AutoTokenizer
+
+    from astuner.chat_template import ChatTemplate
+    from astuner.config import load_config
+    from astuner.experiments.tool_discipline.pipeline import load_tasks, path_overrides
+    from astuner.tiny_model import build_tiny_model
+
+    out = tmp_path_factory.mktemp("td")
+    train, val = gen.generate_splits(6, 2, seed=11)
+    gen.write_jsonl(train, out / "data" / "train.jsonl")
+    gen.write_jsonl(val, out / "data" / "val.jsonl")
+    config = load_config(CONFIG, path_overrides(out))
+    tasks, _ = load_tasks(config)
+    tokenizer = AutoTokenizer.from_pretrained(str(build_tiny_model(out / "tiny")))
+    return config, tokenizer, ChatTemplate(tokenizer).turn.end_of_turn_id, train, tasks
+
+
+@pytest.mark.parametrize("behaviour", BEHAVIOURS)
+def test_each_teacher_behaviour_is_exactly_its_bad_case_in_the_real_workflow(workflow_setup, behaviour):
+    from astuner.experiments.tool_discipline.traces import collect
+
+    config, tokenizer, eot, problems, tasks = workflow_setup
+    teacher = TeacherEngine(problems, tokenizer, eot, behaviour=behaviour)
+    results = collect(config, tokenizer, teacher, tasks)
+    assert [r.error for r in results] == [None] * len(tasks)
+    for r in results:
+        flagged = {k for k, v in r.bad_cases.items() if v}
+        assert flagged == ({BAD_CASE_OF[behaviour]} if behaviour != "good" else set())
+        assert r.is_success is (behaviour == "good")
+        assert r.reward == (1.0 if behaviour == "good" else -0.5)
+        assert len(r.samples) == 1 and sum(r.samples[0].loss_mask) > 0
+        transcript = teacher.transcripts[r.rollout_id]
+        assert transcript.startswith("<|im_start|>system") and "execute_python_code" in transcript
+
+
+def test_sft_loss_equals_the_trainers_logprobs_with_and_without_a_shared_prefix(workflow_setup, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from astuner.backbone.policy_trainer import trained_logprobs
+    from astuner.experiments.tool_discipline.sft import shared_prefix, sft_loss
+    from astuner.experiments.tool_discipline.traces import collect
+    from astuner.tiny_model import build_tiny_model
+
+    config, tokenizer, eot, problems, tasks = workflow_setup
+    results = collect(config, tokenizer, TeacherEngine(problems, tokenizer, eot, seed=4), tasks, num_repeat=2)
+    samples = [s for r in results for s in r.samples]
+    model = AutoModelForCausalLM.from_pretrained(str(build_tiny_model(tmp_path / "tiny")), dtype=torch.float32)
+    device = torch.device("cpu")
+    assert shared_prefix(samples) > 100
+    for batch in (samples, samples[:1]):
+        expected = -torch.cat(trained_logprobs(model, batch, device, 1.0)).mean()
+        assert torch.allclose(sft_loss(model, batch, device), expected, atol=1e-5)
+
+
+def _val_record(task_id: str, success: bool, flags: dict[str, bool]) -> dict:
+    tokens = ["<|im_start|>", "system", "<|im_end|>", "<|im_start|>", "user", "\n", "Q", "<|im_start|>", "assistant", "\n", "A", "<|im_end|>"]
+    return {
+        "task_id": task_id, "reward": 1.0 if success else -0.5, "is_success": success, "final_answer": "\\boxed{1}",
+        "bad_cases": flags,
+        "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"},
+                     {"role": "assistant", "content": "A", "tool_calls": [{"function": {"name": "generate_response", "arguments": {"result": "1"}}}]}],
+        "samples": [{"tokens": tokens, "token_ids": list(range(len(tokens))), "loss_mask": [0] * 10 + [1, 1]}],
+    }
+
+
+def test_report_reads_before_and_after_and_checks_the_targets(tmp_path):
+    run = tmp_path / "grpo"
+    (run / "rollouts").mkdir(parents=True)
+    before = {"val/success_rate": 0.5, "val/reward_mean": 0.2, "val/bad_case/malformed_tool_call": 0.15,
+              "val/bad_case/empty_tool_stdout": 0.2, "val/bad_case/answer_before_tool_response": 0.0}
+    after = {"val/success_rate": 0.95, "val/reward_mean": 0.9, "val/bad_case/malformed_tool_call": 0.01,
+             "val/bad_case/empty_tool_stdout": 0.05, "val/bad_case/answer_before_tool_response": 0.0}
+    rows = [{"step": 0, **before}, {"step": 1, "reward_mean": 0.3}, {"step": 2, "reward_mean": 0.5, **after}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    none = dict.fromkeys(BAD_CASES, False)
+    (run / "rollouts" / "val_step_000000.jsonl").write_text(
+        json.dumps(_val_record("7", False, {**none, "empty_tool_stdout": True})) + "\n")
+    (run / "rollouts" / "val_step_000002.jsonl").write_text(
+        json.dumps(_val_record("3", True, none)) + "\n" + json.dumps(_val_record("7", True, none)) + "\n")
+    results = report.build(run)
+    assert results["before"]["success_rate"] == 0.5 and results["after"]["success_rate"] == 0.95
+    t = results["targets"]
+    assert t["success_before<=0.6"] and t["success_after>=0.9"]
+    assert t["malformed_tool_call falls >=5x"] is True and t["empty_tool_stdout falls >=5x"] is False
+    assert t["answer_before_tool_response falls >=5x"] is None and t["all_met"] is False
+    assert [c["label"] for c in results["cases"]] == ["before: empty_tool_stdout", "after: clean tool use"]
+    assert results["cases"][1]["task_id"] == "7"
+    runs = results["cases"][1]["token_runs"]
+    assert [r["mask"] for r in runs] == [0, 1] and runs[0]["tokens"][0] == [3, "<|im_start|>"]
+    assert [c["step"] for c in results["curve"]] == [1, 2]
+    assert "| success_rate | 0.500 | 0.950 |" in report.markdown({**results, "profile": "cpu", "device": "cpu"})
