@@ -48,7 +48,7 @@ def test_every_template_makes_correct_gsm8k_problems(template):
 def test_splits_are_disjoint_and_read_by_the_dataset_file_reader(tmp_path):
     from astuner.task_reader import build_task_reader
 
-    train, val = gen.generate_splits(120, 40, seed=3)
+    train, val = gen.generate_sets((120, 40), seed=3)
     assert not {p.question for p in train} & {p.question for p in val}
     assert len({p.question for p in train}) == 120
     gen.write_jsonl(train, tmp_path / "train.jsonl")
@@ -62,7 +62,45 @@ def test_splits_are_disjoint_and_read_by_the_dataset_file_reader(tmp_path):
     assert [t.main_query for t in tasks] == [p.question for p in train]
     assert tasks[0].metadata["answer"] == train[0].answer
     assert len(reader.get_validation_tasks()) == 40
-    assert gen.generate_splits(120, 40, seed=3) == (train, val)
+    assert gen.generate_sets((120, 40), seed=3) == [train, val]
+
+
+def test_sft_train_and_val_sets_are_pairwise_disjoint_and_stable():
+    sft, train, val = gen.generate_sets((300, 80, 40), seed=5)
+    questions = [{(p.template, p.code) for p in part} for part in (sft, train, val)]
+    assert [len(q) for q in questions] == [300, 80, 40]
+    assert not (questions[0] & questions[1] or questions[0] & questions[2] or questions[1] & questions[2])
+    assert gen.generate_sets((300, 80), seed=5) == [sft, train], "earlier sets must not depend on later counts"
+    assert [p.template for p in sft[:3]] == [t.name for t in gen.TEMPLATES[:3]]
+
+
+def test_grpo_child_is_stopped_with_its_process_group_at_the_deadline(tmp_path):
+    import sys
+    import time
+
+    from astuner.experiments.tool_discipline import grpo
+
+    pid_file = tmp_path / "grandchild.pid"
+    script = ("import subprocess, sys, time; "
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+              f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(120)")
+    started = time.monotonic()
+    code, stopped = grpo.run([sys.executable, "-c", script], timeout_s=3)
+    assert stopped and code is not None and code != 0
+    assert time.monotonic() - started < 30
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = open(f"/proc/{grandchild}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the GRPO child's own child outlived the deadline stop")
+    assert grpo.run([sys.executable, "-c", "raise SystemExit(3)"], timeout_s=30) == (3, False)
 
 
 def test_teacher_rates_are_reproducible_and_near_their_values():
@@ -87,7 +125,7 @@ def workflow_setup(tmp_path_factory):
     from astuner.tiny_model import build_tiny_model
 
     out = tmp_path_factory.mktemp("td")
-    train, val = gen.generate_splits(6, 2, seed=11)
+    train, val = gen.generate_sets((6, 2), seed=11)
     gen.write_jsonl(train, out / "data" / "train.jsonl")
     gen.write_jsonl(val, out / "data" / "val.jsonl")
     config = load_config(CONFIG, path_overrides(out))
@@ -170,3 +208,55 @@ def test_report_reads_before_and_after_and_checks_the_targets(tmp_path):
     assert [r["mask"] for r in runs] == [0, 1] and runs[0]["tokens"][0] == [3, "<|im_start|>"]
     assert [c["step"] for c in results["curve"]] == [1, 2]
     assert "| success_rate | 0.500 | 0.950 |" in report.markdown({**results, "profile": "cpu", "device": "cpu"})
+
+
+def test_report_of_a_run_stopped_at_its_deadline_uses_the_newest_validation(tmp_path):
+    run = tmp_path / "grpo"
+    run.mkdir()
+    val = {f"val/{k}": 0.1 for k in report.METRICS}
+    rows = [{"step": 0, **val}, {"step": 1, "reward_mean": 0.3}, {"step": 2, "reward_mean": 0.4, **{**val, "val/success_rate": 0.7}},
+            {"step": 3, "reward_mean": 0.5}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results = report.build(run)
+    assert (results["steps_trained"], results["validated_at_step"], results["after"]["success_rate"]) == (3, 2, 0.7)
+    assert results["cases"] == []
+    text = report.markdown({**results, "grpo_stopped_at_deadline": True})
+    assert "GRPO steps trained: 3; 'after' is the validation at step 2; stopped at the deadline" in text
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    with pytest.raises(ValueError, match="no validation after step 0"):
+        report.build(run)
+
+
+def test_figures_draw_curves_bars_and_tokens_with_dollar_signs(tmp_path):
+    import warnings
+
+    from astuner.experiments.tool_discipline import figures
+
+    metrics = {k: 0.2 for k in report.METRICS}
+    rows = [{"step": 0, **{f"val/{k}": v for k, v in metrics.items()}}]
+    png = figures.plot_run(rows, metrics, {**metrics, "success_rate": 0.9}, tmp_path / "curve.png", "no training rows")
+    assert png.stat().st_size > 10_000
+    runs = [{"mask": 0, "tokens": [[1, "<|im_start|>"], [5, "\x05\n"], [7, " $"], [8, "4"], [9, " $"]]}, {"mask": 1, "tokens": [[2, "$5 and $6"]]}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing glyph (an unprintable token) warns
+        assert figures.plot_tokens(runs, tmp_path / "tokens.png", "dollars").stat().st_size > 5_000
+
+
+def test_sft_schedule_and_shared_prefix():
+    from astuner.experiments.tool_discipline.sft import SFTSettings, learning_rate, shared_prefix
+    from astuner.schema import Sample
+
+    settings = SFTSettings(steps=100, lr=1.0, warmup_fraction=0.1, min_lr_fraction=0.1)
+    assert learning_rate(0, 100, settings) == pytest.approx(0.1)
+    assert learning_rate(9, 100, settings) == pytest.approx(1.0)
+    assert learning_rate(100, 100, settings) == pytest.approx(0.1)
+    assert all(learning_rate(s, 100, settings) >= learning_rate(s + 1, 100, settings) for s in range(10, 100))
+
+    def sample(ids: list[int], first_trained: int) -> Sample:
+        mask = [0] * first_trained + [1] * (len(ids) - first_trained)
+        return Sample(token_ids=ids, loss_mask=mask, logprobs=[0.0] * len(ids), reward=0.0, group_id="g", rollout_id="r",
+                      prompt_length=first_trained)
+
+    # Shared tokens run up to the token before the first trained one, never into it.
+    assert shared_prefix([sample([1, 2, 3, 4, 5, 6], 4), sample([1, 2, 3, 4, 9, 9], 4)]) == 3
+    assert shared_prefix([sample([1, 2, 3, 4, 5], 4), sample([1, 2, 7, 4, 5], 4)]) == 2

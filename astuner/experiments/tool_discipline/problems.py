@@ -1,4 +1,4 @@
-"""GSM8K-format word problems from templates, with disjoint training and validation splits.
+"""GSM8K-format word problems from templates, in pairwise-disjoint sets (SFT, GRPO, validation).
 
 Why generated problems: the experiment must show that training fixes tool *discipline*, so the
 tasks must be ones a small model can solve once it uses the tool properly. Each template is a
@@ -14,7 +14,10 @@ numbers, a name and an object drawn from a seeded RNG. Every problem carries
 Numbers are redrawn until every step is a positive integer (divisions exact) and the answer is not
 a number written in the question, so a guess that copies a number from the question is wrong.
 The computation uses the numbers in the order the question states them, so solving is copying
-them in order with the right operators. Splits are disjoint by question text.
+them in order with the right operators. Sets are disjoint by *computation* (template and
+numbers), not only by text: a problem that differs from another only in its name or object is the
+same problem to a model that copies numbers, so it never appears in two sets. Every template's
+ranges allow over a thousand distinct computations, so hundreds per template can be drawn.
 """
 
 from __future__ import annotations
@@ -62,19 +65,19 @@ def _t(name: str, question: str, steps: str, **ranges: tuple[int, int]) -> Templ
 
 TEMPLATES: tuple[Template, ...] = (
     _t("buy_each", "{name} buys {a} {item} for ${b} each. How many dollars does {name} spend?",
-       "a * b", a=(2, 12), b=(2, 25)),
+       "a * b", a=(2, 30), b=(2, 60)),
     _t("get_more", "{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?",
        "a + b", a=(5, 90), b=(5, 90)),
     _t("give_away", "{name} has {a} {item} and gives {b} of them to {other}. How many {item} does {name} have left?",
        "a - b", a=(30, 99), b=(5, 29)),
     _t("share", "{name} shares {a} {item} equally among {b} friends. How many {item} does each friend get?",
-       "a // b", a=(12, 99), b=(2, 9)),
+       "a // b", a=(12, 500), b=(2, 12)),
     _t("boxes_left", "There are {a} boxes with {b} {item} in each box. {name} takes out {c} {item}. "
-       "How many {item} are left?", "a * b; s1 - c", a=(2, 9), b=(6, 20), c=(2, 11)),
+       "How many {item} are left?", "a * b; s1 - c", a=(2, 9), b=(6, 40), c=(2, 11)),
     _t("combine_share", "{name} has {a} {item} and {other} has {b}. They put them together and split them "
        "equally into {c} bags. How many {item} are in each bag?", "a + b; s1 // c", a=(10, 60), b=(10, 60), c=(2, 9)),
     _t("reading", "{name} reads {a} pages every day. How many pages does {name} read in {b} days?",
-       "a * b", a=(5, 40), b=(3, 14)),
+       "a * b", a=(5, 80), b=(3, 30)),
     _t("change", "{name} pays with a ${a} bill for {b} {item} that cost ${c} each. How many dollars of change "
        "does {name} get?", "b * c; a - s1", a=(50, 100), b=(2, 6), c=(2, 9)),
     _t("twice_plus", "{name} has {a} {item}. {other} has twice as many as {name}, plus {b} more. How many {item} "
@@ -82,9 +85,9 @@ TEMPLATES: tuple[Template, ...] = (
     _t("savings", "{name} saves ${a} each week for {b} weeks and then spends ${c} on a gift. How many dollars "
        "does {name} have left?", "a * b; s1 - c", a=(5, 30), b=(3, 10), c=(5, 20)),
     _t("hall", "A hall has {a} rows of chairs with {b} chairs in each row. How many chairs are in the hall?",
-       "a * b", a=(4, 25), b=(5, 30)),
+       "a * b", a=(4, 40), b=(5, 50)),
     _t("trip", "A car drives at {a} kilometers per hour for {b} hours. How many kilometers does it drive?",
-       "a * b", a=(30, 90), b=(2, 8)),
+       "a * b", a=(30, 120), b=(2, 12)),
     _t("three_days", "{name} walks {a} kilometers on Monday, {b} on Tuesday and {c} on Wednesday. "
        "How many kilometers does {name} walk in total?", "a + b; s1 + c", a=(2, 30), b=(2, 30), c=(2, 30)),
     _t("perimeter", "A rectangle is {a} meters long and {b} meters wide. What is its perimeter in meters?",
@@ -100,7 +103,7 @@ TEMPLATES: tuple[Template, ...] = (
     _t("teams", "A school has {a} classes with {b} students each. {c} students are absent and the rest form "
        "teams of {d}. How many teams are there?", "a * b; s1 - c; s2 // d", a=(3, 9), b=(15, 30), c=(1, 12), d=(3, 6)),
     _t("water", "{name} drinks {a} glasses of water every day. How many glasses does {name} drink in {b} weeks?",
-       "a * 7; s1 * b", a=(3, 9), b=(2, 6)),
+       "a * 7; s1 * b", a=(3, 40), b=(2, 30)),
     _t("picks", "{name} picks {a} apples and {b} pears. {other} picks {c} fruits. How many more fruits does "
        "{name} pick than {other}?", "a + b; s1 - c", a=(20, 60), b=(20, 60), c=(5, 39)),
     _t("book_left", "A book has {a} pages. {name} reads {b} pages a day for {c} days. How many pages are left "
@@ -189,14 +192,13 @@ def make_problem(template: Template, rng: random.Random, max_tries: int = 2000) 
     raise ValueError(f"template {template.name}: no valid numbers in {max_tries} tries")
 
 
-def generate_splits(
-    n_train: int, n_val: int, *, seed: int = 0, templates: Sequence[Template] = TEMPLATES
-) -> tuple[list[Problem], list[Problem]]:
-    """``n_train`` and ``n_val`` problems, templates taken round-robin, no question in both splits."""
+def generate_sets(counts: Sequence[int], *, seed: int = 0, templates: Sequence[Template] = TEMPLATES) -> list[list[Problem]]:
+    """One list of problems per count, drawn in order from one seeded RNG (so the first sets do not
+    depend on later counts), templates taken round-robin, no computation (template and code) twice."""
     rng = random.Random(seed)
-    seen: set[str] = set()
-    splits: list[list[Problem]] = []
-    for count in (n_train, n_val):
+    seen: set[tuple[str, str]] = set()
+    sets: list[list[Problem]] = []
+    for count in counts:
         problems: list[Problem] = []
         attempts = 0
         while len(problems) < count:
@@ -204,11 +206,11 @@ def generate_splits(
             if attempts > 50 * count + 1000:
                 raise ValueError(f"cannot draw {count} distinct problems from {len(templates)} templates")
             problem = make_problem(templates[len(problems) % len(templates)], rng)
-            if problem.question not in seen:
-                seen.add(problem.question)
+            if (problem.template, problem.code) not in seen:
+                seen.add((problem.template, problem.code))
                 problems.append(problem)
-        splits.append(problems)
-    return splits[0], splits[1]
+        sets.append(problems)
+    return sets
 
 
 def write_jsonl(problems: Sequence[Problem], path: str | Path) -> Path:

@@ -1,9 +1,11 @@
 """Before/after numbers, target checks and example cases from a finished GRPO run directory.
 
-Why from the run's own files: the local backbone already validates before the first step and after
-the last (``val/*`` rows of ``metrics.jsonl``) and writes every validation rollout with its tokens
+Why from the run's own files: the local backbone already validates before the first step, every
+``test_freq`` steps and after the last (``val/*`` rows of ``metrics.jsonl``) and writes every validation rollout with its tokens
 and masks (``rollouts/val_step_<N>.jsonl``). Reading those keeps the reported numbers the ones the
 trainer logged, and the example cases real rollouts of the policy rather than re-created ones.
+"After" is the newest validation: after the last step, or, for a run stopped at its deadline, the
+newest periodic one (``validated_at_step`` says which; ``steps_trained`` how far training got).
 
 Targets (issue 5): validation success rises from at most 0.6 to at least 0.9, and each bad-case
 rate falls at least fivefold (a rate that was already 0 cannot; it is reported as not applicable).
@@ -24,10 +26,13 @@ TARGET_SUCCESS_BEFORE, TARGET_SUCCESS_AFTER, TARGET_FACTOR = 0.6, 0.9, 5.0
 
 
 def before_after(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The validation rows logged before training (step 0) and after the last step."""
+    """The validation rows logged before training (step 0) and the newest one after it."""
     val_rows = [r for r in rows if "val/success_rate" in r]
-    if len(val_rows) < 2 or val_rows[0].get("step") != 0:
-        raise ValueError("metrics.jsonl needs a step-0 validation (val_before_train) and a final one")
+    if not val_rows or val_rows[0].get("step") != 0:
+        raise ValueError("metrics.jsonl has no step-0 validation: the run needs trainer_common.val_before_train")
+    if len(val_rows) < 2:
+        raise ValueError("metrics.jsonl has no validation after step 0: the run stopped (deadline or error) "
+                         "before its first periodic validation (trainer_common.test_freq)")
     return val_rows[0], val_rows[-1]
 
 
@@ -100,11 +105,13 @@ def _case(record: dict[str, Any], label: str, with_tokens: bool) -> dict[str, An
 
 
 def pick_cases(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One rollout per bad case from before training, and a clean success after it (same task when
-    possible), with the token view of the first bad case and of the good case."""
+    """One rollout per bad case from before training (preferring one with only that flag, so the
+    example shows that case alone), and a clean success after it (same task when possible), with
+    the token view of the first bad case and of the good case."""
     cases = []
     for name in BAD_CASES:
         flagged = [r for r in before if r.get("bad_cases", {}).get(name)]
+        flagged.sort(key=lambda r: sum(bool(v) for v in r.get("bad_cases", {}).values()))
         if flagged:
             cases.append(_case(flagged[0], f"before: {name}", with_tokens=not cases))
     clean = [r for r in after if r["is_success"] and not any(r.get("bad_cases", {}).values())]
@@ -128,7 +135,8 @@ def build(grpo_dir: str | Path) -> dict[str, Any]:
         _read_rollouts(run / "rollouts" / f"val_step_{after_row['step']:06d}.jsonl"),
     )
     return {
-        "grpo_steps": after_row["step"],
+        "steps_trained": max(r.get("step", 0) for r in rows),
+        "validated_at_step": after_row["step"],
         "before": before,
         "after": after,
         "targets": targets(before, after),
@@ -157,7 +165,8 @@ def markdown(results: dict[str, Any]) -> str:
     """A human-readable summary: the before/after table, targets, timings and the cases."""
     b, a = results["before"], results["after"]
     out = [f"# Tool discipline: profile `{results.get('profile')}` on {results.get('device')}", "",
-           f"GRPO steps: {results['grpo_steps']}", "",
+           f"GRPO steps trained: {results['steps_trained']}; 'after' is the validation at step "
+           f"{results['validated_at_step']}" + ("; stopped at the deadline" if results.get("grpo_stopped_at_deadline") else ""), "",
            "| metric (validation) | before GRPO | after GRPO |", "|---|---:|---:|"]
     out += [f"| {k} | {_fmt(b[k])} | {_fmt(a[k])} |" for k in METRICS]
     out += ["", "Targets: " + ", ".join(f"{k}: {v}" for k, v in results["targets"].items()), ""]

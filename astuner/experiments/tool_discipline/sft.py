@@ -8,7 +8,8 @@ while conditioning on everything else, and it is the same token layout GRPO will
 The loss is the token-mean negative log-likelihood over mask=1 tokens of a batch (the policy's
 logprobs at temperature 1, as the local backbone's ``trained_logprobs`` computes them; a test
 checks that they agree). AdamW with linear warm-up and cosine decay per phase; bf16 autocast on
-CUDA; ``max_seconds`` caps each phase's wall-clock time.
+CUDA; ``max_seconds`` caps each phase's wall-clock time (not guaranteed: a capped phase ends
+mid-schedule, its learning rate not decayed; the result flags it ``stopped_early``).
 
 Two phases, because a model trained from scratch must learn to *copy* numbers (from the question
 into the code, from the tool's stdout into the answer), and attention finds them slowly when ~340
@@ -68,7 +69,7 @@ def sft_loss(model: Any, batch: Sequence[Sample], device: torch.device) -> torch
     """Token-mean negative log-likelihood of the batch's mask=1 tokens (logprobs at temperature 1).
 
     Two exact shortcuts, because most of every sample is the same system prompt with its tool
-    schemas (about 340 of 470 tokens here): the shared prefix runs once, and its key/value cache
+    schemas (about 340 of 470 tokens with either profile's tokenizer): the shared prefix runs once, and its key/value cache
     (with gradients) is repeated for the batch; the rest is right-padded and runs without a padding
     mask, since under causal attention no real token sees the padding after it.
     """
@@ -84,7 +85,8 @@ def sft_loss(model: Any, batch: Sequence[Sample], device: torch.device) -> torch
     extra: dict[str, Any] = {}
     if prefix:
         out = body.model(input_ids=ids[:1, :prefix], use_cache=True)
-        cache = getattr(out, "cache", None) or out.past_key_values
+        cache = getattr(out, "cache", None)
+        cache = out.past_key_values if cache is None else cache
         cache.batch_repeat_interleave(len(batch))
         positions = torch.arange(prefix, width, device=device)[None].expand(len(batch), -1)
         extra = {_cache_kwarg(body): cache, "position_ids": positions}
@@ -114,6 +116,8 @@ def without_prefix(sample: Sample, cut: int) -> Sample:
 def train(model: Any, samples: Sequence[Sample], settings: SFTSettings, device: torch.device, log_every: int = 50) -> dict[str, Any]:
     """Train ``model`` in place, phase 1 then phase 2; returns each phase's loss curve (mean loss
     every ``log_every`` steps), steps and seconds."""
+    if settings.steps < 1 or settings.short_steps < 0:
+        raise ValueError(f"SFT needs steps >= 1 and short_steps >= 0, got {settings}")
     trainable = [s for s in samples if any(s.loss_mask[1:])]
     if not trainable:
         raise ValueError("no sample has a trained token")
@@ -164,7 +168,7 @@ def _phase(model: Any, samples: list[Sample], steps: int, settings: SFTSettings,
         curve.append((done, sum(window) / len(window)))
     model.eval()
     return {"steps": done, "loss_curve": curve, "seconds": time.perf_counter() - started,
-            "final_loss": curve[-1][1] if curve else float("nan")}
+            "final_loss": curve[-1][1], "stopped_early": done < steps}
 
 
 def save(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
