@@ -17,7 +17,7 @@ from astuner.tool.sandbox import limit_notes
 
 
 def test_hidden_dirs_cover_temp_dirs_home_and_closed_ancestors(tmp_path, monkeypatch):
-    home = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # any directory outside /tmp
+    home = "/etc"  # any existing directory outside the temp dirs (a checkout may itself lie under /tmp)
     monkeypatch.setenv("HOME", home)
     closed = tmp_path / "closed"
     (closed / "py" / "bin").mkdir(parents=True)

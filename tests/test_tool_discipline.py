@@ -152,6 +152,21 @@ def test_each_teacher_behaviour_is_exactly_its_bad_case_in_the_real_workflow(wor
         assert transcript.startswith("<|im_start|>system") and "execute_python_code" in transcript
 
 
+def test_teacher_traces_from_two_processes_equal_the_in_process_ones(workflow_setup):
+    from astuner.experiments.tool_discipline.traces import TeacherSpec, collect_teacher
+
+    config, tokenizer, _, problems, tasks = workflow_setup
+    spec = TeacherSpec(tuple(problems), tokenizer.name_or_path, TeacherRates(no_print=0.3, impatient=0.2, malformed=0.2), 3)
+
+    def digest(results):
+        return [(r.rollout_id, r.reward, sorted(k for k, v in r.bad_cases.items() if v), [s.token_ids for s in r.samples])
+                for r in results]
+
+    here = digest(collect_teacher(config, spec, tasks, num_repeat=2, processes=1))
+    assert len(here) == 2 * len(tasks) and len({tuple(d[2]) for d in here}) > 1, "the rates must mix behaviours"
+    assert digest(collect_teacher(config, spec, tasks, num_repeat=2, processes=2)) == here
+
+
 def test_sft_loss_equals_the_trainers_logprobs_with_and_without_a_shared_prefix(workflow_setup, tmp_path):
     from transformers import AutoModelForCausalLM
 

@@ -124,8 +124,9 @@ def run(profile: Profile, out: str | Path, *, device: str = "auto") -> dict[str,
     _log(f"tokenizer: {len(tokenizer)} tokens, trained on {len(corpus)} teacher transcripts")
 
     t = time.perf_counter()
-    teacher = TeacherEngine(sft_problems, tokenizer, ChatTemplate(tokenizer).turn.end_of_turn_id, profile.rates, seed=profile.teacher_seed)
-    teacher_results = traces.collect(sft_config, tokenizer, teacher, sft_tasks, num_repeat=profile.trace_repeat, parallel=profile.trace_parallel)
+    spec = traces.TeacherSpec(tuple(sft_problems), str(init_dir), profile.rates, profile.teacher_seed)
+    teacher_results = traces.collect_teacher(sft_config, spec, sft_tasks, num_repeat=profile.trace_repeat,
+                                             parallel=profile.trace_parallel, processes=profile.trace_processes)
     samples = [s for r in teacher_results if r.error is None for s in r.samples]
     teacher_stats = traces.describe(teacher_results)
     lengths = [len(s.token_ids) for s in samples]

@@ -43,6 +43,9 @@ class Profile:
     model_seed: int = 0
     teacher_seed: int = 0
     trace_parallel: int = 64
+    """Teacher rollouts in flight at once (over all processes)."""
+    trace_processes: int = 1
+    """Processes the SFT teacher traces are collected in (``traces.collect_teacher``)."""
     deadline_s: float = 0.0
     """Wall-clock budget of the whole run; GRPO is stopped where it would overrun (0 = none)."""
 
