@@ -275,3 +275,19 @@ def test_sft_schedule_and_shared_prefix():
     # Shared tokens run up to the token before the first trained one, never into it.
     assert shared_prefix([sample([1, 2, 3, 4, 5, 6], 4), sample([1, 2, 3, 4, 9, 9], 4)]) == 3
     assert shared_prefix([sample([1, 2, 3, 4, 5], 4), sample([1, 2, 7, 4, 5], 4)]) == 2
+
+
+def test_command_line_settings_change_one_profile_field_each():
+    from astuner.experiments.tool_discipline.__main__ import main, with_settings
+    from astuner.experiments.tool_discipline.profiles import PROFILES
+
+    gpu = PROFILES["gpu"]
+    changed = with_settings(gpu, ["n_sft=32000", "sft.steps=1200", "rates.no_print=0.3", "trace_processes=8", "deadline_s=500"])
+    assert (changed.n_sft, changed.sft.steps, changed.rates.no_print, changed.trace_processes, changed.deadline_s) == (32000, 1200, 0.3, 8, 500.0)
+    assert (changed.sft.short_steps, changed.rates.impatient, changed.n_train) == (gpu.sft.short_steps, gpu.rates.impatient, gpu.n_train)
+    for bad in (["n_sf=1"], ["sft=1"], ["n_sft"], ["rates.no_print=0.9", "rates.impatient=0.9"]):
+        with pytest.raises(ValueError):
+            with_settings(gpu, bad)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--set", "n_sf=1"])
+    assert exit_info.value.code == 2
