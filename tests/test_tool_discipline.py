@@ -74,6 +74,20 @@ def test_sft_train_and_val_sets_are_pairwise_disjoint_and_stable():
     assert [p.template for p in sft[:3]] == [t.name for t in gen.TEMPLATES[:3]]
 
 
+def test_a_used_up_template_is_skipped_and_asking_for_more_than_exists_is_a_clear_error():
+    narrow = gen._t("narrow", "{name} has {a} {item} and gets {b} more. How many?", "a + b", a=(2, 5), b=(2, 5))
+    wide = gen.TEMPLATES[1]
+    (problems,) = gen.generate_sets((60,), seed=1, templates=(narrow, wide))
+    codes = [(p.template, p.code) for p in problems]
+    assert len(set(codes)) == 60
+    narrow_codes = {c for t, c in codes if t == "narrow"}
+    # 2..5 + 2..5 without an answer equal to an operand: every pair but none is valid, so 16 pairs.
+    assert len(narrow_codes) == 16, "the narrow template is drawn until its computations are used up"
+    assert [p.template for p in problems[-10:]] == ["get_more"] * 10
+    with pytest.raises(ValueError, match="cannot draw"):
+        gen.generate_sets((20,), seed=1, templates=(narrow,))
+
+
 def test_grpo_child_is_stopped_with_its_process_group_at_the_deadline(tmp_path):
     import sys
     import time

@@ -26,6 +26,7 @@ Reading tasks goes through the normal ``dataset_file`` reader, exactly as GRPO r
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict
@@ -126,7 +127,8 @@ def run(profile: Profile, out: str | Path, *, device: str = "auto") -> dict[str,
     t = time.perf_counter()
     spec = traces.TeacherSpec(tuple(sft_problems), str(init_dir), profile.rates, profile.teacher_seed)
     teacher_results = traces.collect_teacher(sft_config, spec, sft_tasks, num_repeat=profile.trace_repeat,
-                                             parallel=profile.trace_parallel, processes=profile.trace_processes)
+                                             parallel=profile.trace_parallel,
+                                             processes=min(profile.trace_processes, os.cpu_count() or 1))
     samples = [s for r in teacher_results if r.error is None for s in r.samples]
     teacher_stats = traces.describe(teacher_results)
     lengths = [len(s.token_ids) for s in samples]

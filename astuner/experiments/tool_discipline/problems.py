@@ -192,23 +192,41 @@ def make_problem(template: Template, rng: random.Random, max_tries: int = 2000) 
     raise ValueError(f"template {template.name}: no valid numbers in {max_tries} tries")
 
 
+EXHAUSTED_AFTER = 200
+"""Draws in a row without a new computation after which a template counts as used up."""
+
+
 def generate_sets(counts: Sequence[int], *, seed: int = 0, templates: Sequence[Template] = TEMPLATES) -> list[list[Problem]]:
     """One list of problems per count, drawn in order from one seeded RNG (so the first sets do not
-    depend on later counts), templates taken round-robin, no computation (template and code) twice."""
+    depend on later counts), templates taken round-robin, no computation (template and code) twice.
+
+    A template that yields no new computation in ``EXHAUSTED_AFTER`` draws in a row is used up
+    (the narrowest have about a thousand computations): the round-robin then goes on over the
+    others, so a large last set (the SFT problems) holds fewer problems of the narrow templates.
+    Until a template is used up, the draws are the same as without this rule.
+    """
     rng = random.Random(seed)
     seen: set[tuple[str, str]] = set()
+    active = list(templates)
     sets: list[list[Problem]] = []
     for count in counts:
         problems: list[Problem] = []
-        attempts = 0
+        misses = 0
         while len(problems) < count:
-            attempts += 1
-            if attempts > 50 * count + 1000:
-                raise ValueError(f"cannot draw {count} distinct problems from {len(templates)} templates")
-            problem = make_problem(templates[len(problems) % len(templates)], rng)
-            if (problem.template, problem.code) not in seen:
-                seen.add((problem.template, problem.code))
-                problems.append(problem)
+            if not active:
+                raise ValueError(f"cannot draw {count} distinct problems from {len(templates)} templates "
+                                 f"(every template's computations are used up after {sum(map(len, sets)) + len(problems)})")
+            template = active[len(problems) % len(active)]
+            problem = make_problem(template, rng)
+            if (problem.template, problem.code) in seen:
+                misses += 1
+                if misses >= EXHAUSTED_AFTER:
+                    active.remove(template)
+                    misses = 0
+                continue
+            misses = 0
+            seen.add((problem.template, problem.code))
+            problems.append(problem)
         sets.append(problems)
     return sets
 

@@ -45,7 +45,7 @@ class Profile:
     trace_parallel: int = 64
     """Teacher rollouts in flight at once (over all processes)."""
     trace_processes: int = 1
-    """Processes the SFT teacher traces are collected in (``traces.collect_teacher``)."""
+    """Processes the SFT teacher traces are collected in (``traces.collect_teacher``); at most the CPU count."""
     deadline_s: float = 0.0
     """Wall-clock budget of the whole run; GRPO is stopped where it would overrun (0 = none)."""
 
@@ -56,7 +56,7 @@ PROFILES = {
         templates=24,
         n_train=1500,
         n_val=200,
-        n_sft=16000,
+        n_sft=32000,
         vocab_size=4096,
         hidden_size=256,
         num_layers=4,
@@ -65,6 +65,7 @@ PROFILES = {
         sft=SFTSettings(short_steps=3000, steps=800, batch_size=128, lr=2e-3, max_seconds=150),
         grpo_overrides=("astuner.python_tool.pool_size=16",),
         trace_parallel=128,
+        trace_processes=12,
         deadline_s=560,
     ),
     "cpu": Profile(
@@ -81,6 +82,7 @@ PROFILES = {
         sft=SFTSettings(short_steps=1200, steps=300, batch_size=16, lr=5e-3),
         grpo_overrides=(
             "astuner.local.max_steps=30",
+            "astuner.trainer_common.test_freq=20",
             "astuner.data.train_batch_size=8",
             "astuner.rollout.num_repeat=8",
             "astuner.trainer_common.optim.lr=3.0e-4",
