@@ -15,7 +15,7 @@ changes token counts, not the work). The process pool's start-up
 Usage (from the repository root)::
 
     python benchmarks/teacher_traces.py                       # 1600 problems, 1 vs 2 processes
-    python benchmarks/teacher_traces.py --problems 16000 --processes 4 8 --repeats 1
+    python benchmarks/teacher_traces.py --profile gpu --problems 16000 --processes 6 12 --repeats 1  # device
 
 Not measured: the rest of the pipeline; machines with more cores than ``--processes``.
 """
