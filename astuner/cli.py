@@ -1,8 +1,10 @@
 """``astuner`` command line (``python launcher.py`` is the same entry point).
 
 Exit codes: 0 success; 2 usage or config error (one line on stderr, no traceback); 1 runtime
-failure. The ``debug`` backbone runs in this process, so debugger breakpoints in workflow and
-judge code are hit.
+failure; 130 Ctrl-C; 143 SIGTERM (the debug backbone turns SIGTERM into ``Terminated``; elsewhere
+the signal's own action applies). A config error is found before anything is created and before
+torch, transformers or agentscope are imported (``astuner.preflight``). The ``debug`` backbone runs
+in this process, so debugger breakpoints in workflow and judge code are hit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,12 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from astuner.interrupt import SIGINT_EXIT_CODE, SIGTERM_EXIT_CODE, Terminated
+
+if TYPE_CHECKING:
+    from astuner.config import Config
 
 AUTOKILL = "ray|vllm|VLLM|python"
 BACKBONES = ("debug", "trinity", "local")
@@ -74,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("astuner: interrupted", file=sys.stderr)
-        return 130
+        return SIGINT_EXIT_CODE
+    except Terminated:
+        print("astuner: terminated (SIGTERM)", file=sys.stderr)
+        return SIGTERM_EXIT_CODE
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -107,33 +118,55 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_backbone(args: argparse.Namespace) -> int:
-    """Load the config, prepare the experiment dir, and hand over to the chosen backbone."""
+    """Check the whole config, choose the run's folder, create it, and hand over to the backbone.
+
+    Nothing is created, and no heavy module (torch, transformers, agentscope) is imported, until
+    the config and the files it names have passed the light checks (``astuner.preflight``).
+    """
+    from astuner.config import ConfigError
+
+    conf = Path(args.conf)
+    if conf.suffix not in (".yaml", ".yml"):
+        raise UsageError(f"--conf: {args.conf!r} is not a .yaml file")
+    from astuner.preflight import check_config
+
+    try:
+        loaded = check_config(conf, args.overrides, backbone=args.backbone)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    for note in loaded.notes:
+        print(f"astuner: note: {note}", file=sys.stderr)
+    config = loaded.config
+    if args.backbone == "trinity" and not args.skip_gpu_check:
+        _check_gpus()
     from astuner.backbone import load_backbone
-    from astuner.backbone.runtime import SetupError
-    from astuner.config import ConfigError, load_config, prepare_experiment
-    from astuner.task_reader import TaskReaderError
 
     run = load_backbone(args.backbone)
     if run is None:
         raise UsageError(f"--backbone={args.backbone} is not available in this version yet; use --backbone=debug")
-    conf = Path(args.conf)
-    if conf.suffix not in (".yaml", ".yml"):
-        raise UsageError(f"--conf: {args.conf!r} is not a .yaml file")
-    if args.backbone == "trinity" and not args.skip_gpu_check:
-        _check_gpus()
-    try:
-        config = load_config(conf, args.overrides, backbone=args.backbone)
-        exp_dir = prepare_experiment(config, conf, args.exp_dir)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+    exp_dir = _prepare_run(config, conf, Path(args.exp_dir))
     if args.with_ray and args.backbone != "trinity":
         print(f"astuner: --with-ray is ignored by the {args.backbone} backbone (it never uses Ray)")
-    print(f"astuner: experiment {config.astuner.experiment_name} -> {exp_dir}")
+    from astuner.backbone.runtime import SetupError
+    from astuner.task_reader import TaskReaderError
+
     try:
         with _logview(args, config, exp_dir):
             return _cluster_step(lambda: run(config, exp_dir, args))
     except (SetupError, TaskReaderError) as exc:
         raise UsageError(f"{conf.name}: {exc}") from None
+
+
+def _prepare_run(config: Config, conf: Path, exp_root: Path) -> Path:
+    """Name the run once (a resumed run keeps its own name), create its folder, and say which it is."""
+    from astuner.backbone.resume import choose_run
+    from astuner.config import prepare_experiment
+
+    choice = choose_run(config, conf, Path(os.path.abspath(exp_root.expanduser())))
+    exp_dir = prepare_experiment(config, conf, choice.directory.parent, name=choice.name)
+    resumes = f" (resuming from {choice.resume_from.name})" if choice.resume_from is not None else ""
+    print(f"astuner: experiment {choice.name} -> {exp_dir}{resumes}", flush=True)
+    return exp_dir
 
 
 def _logview(args: argparse.Namespace, config, exp_dir: Path):

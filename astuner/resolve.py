@@ -6,10 +6,14 @@ Two forms, as upstream's YAML files use them:
   ``importlib`` from ``sys.path`` (the working directory is added when the module is not found
   otherwise, because the ``astuner`` console script does not put it there). Seed-era paths that
   start with ``astune.`` resolve to ``astuner.``.
-- file: ``path/to/agent.py->ExampleMathLearn`` (relative to the working directory, or absolute).
-  Each file is loaded once, under a module name derived from its absolute path, so two files that
-  share a basename never shadow each other (upstream keyed them by basename and silently returned
-  the wrong one).
+- file: ``path/to/agent.py->ExampleMathLearn`` (relative to the working directory, or absolute;
+  a config file's values arrive here already absolute, resolved against the config's folder by
+  ``astuner.config.paths``). Each file is loaded once, under a module name derived from its
+  absolute path, so two files that share a basename never shadow each other (upstream keyed them
+  by basename and silently returned the wrong one).
+
+``locate`` only checks that the module or file exists, without running it, so a run can reject a
+mistyped name before importing anything heavy; ``resolve`` imports it and returns the attribute.
 
 Every failure is a ``ResolveError`` naming the string. A module that exists but fails while
 importing (a missing dependency, a syntax error) is reported as that failure, with the original
@@ -72,6 +76,64 @@ def resolve(spec: str) -> Any:
         raise ResolveError(_missing_attr_message(spec, module, attr)) from None
 
 
+def locate(spec: str) -> None:
+    """Check that the module (or file) of ``spec`` exists, without running the module itself.
+
+    Used before a run creates anything, so that a mistyped ``module->Class`` fails fast and
+    without the module's own (often heavy) imports. The file form checks that the file exists; the
+    dotted form asks the import system for the module's spec (the working directory is tried as
+    ``resolve`` tries it), which imports its parent packages but not the module. Not guaranteed:
+    that the module imports cleanly or defines the attribute; only ``resolve`` can tell.
+    """
+    module_part, _attr = split_spec(spec)
+    with _LOCK:
+        if module_part.endswith(".py"):
+            path = _file_path(module_part)
+            if not path.is_file():
+                raise ResolveError(_file_not_found_message(spec, path))
+            return
+        name = canonical_module_name(module_part)
+        if name.startswith("."):
+            raise ResolveError(f"{spec!r}: relative module names are not supported; use the full dotted path")
+        missing = _find_dotted(name, spec)
+        if missing is not None and _add_cwd_to_sys_path():
+            missing = _find_dotted(name, spec)
+        if missing is not None:
+            raise ResolveError(_not_found_message(spec, module_part, name, missing))
+
+
+def _find_dotted(name: str, spec: str) -> ModuleNotFoundError | None:
+    """None when the import system can find ``name`` (or already imported it); else what is missing."""
+    if name in sys.modules:
+        return None
+    try:
+        found = _find_spec(name)
+    except ModuleNotFoundError as exc:
+        if not _is_missing_target(exc, name):
+            raise _import_failure(spec, f"module '{name}'", exc) from exc
+        return exc
+    except Exception as exc:  # a parent package raised while being imported
+        raise _import_failure(spec, f"a parent package of '{name}'", exc) from exc
+    return None if found is not None else ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def _find_spec(name: str) -> Any:
+    """The import system's spec for ``name`` without executing it: its parent packages are imported,
+    then each ``sys.meta_path`` finder is asked in turn, as ``import`` itself does."""
+    parent = name.rpartition(".")[0]
+    path = None
+    if parent:
+        path = getattr(importlib.import_module(parent), "__path__", None)
+        if path is None:
+            raise ModuleNotFoundError(f"No module named {name!r}; {parent!r} is not a package", name=name)
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        found = find(name, path) if find is not None else None
+        if found is not None:
+            return found
+    return None
+
+
 def canonical_module_name(module_part: str) -> str:
     """Seed-era ``astune`` / ``astune.x`` module paths name today's ``astuner`` package."""
     if module_part == OLD_PACKAGE or module_part.startswith(OLD_PACKAGE + "."):
@@ -81,13 +143,9 @@ def canonical_module_name(module_part: str) -> str:
 
 def _load_file(module_part: str, spec: str) -> ModuleType:
     """Load a ``.py`` file once per absolute path, registered in ``sys.modules`` under a unique name."""
-    path = Path(module_part).expanduser()
-    if not path.is_absolute():
-        path = Path.cwd() / path
+    path = _file_path(module_part)
     if not path.is_file():
-        raise ResolveError(
-            f"{spec!r}: file not found: {path} (relative paths are resolved against the working directory {Path.cwd()})"
-        )
+        raise ResolveError(_file_not_found_message(spec, path))
     path = path.resolve()
     cached = _FILE_MODULES.get(path)
     if cached is not None:
@@ -105,6 +163,16 @@ def _load_file(module_part: str, spec: str) -> ModuleType:
         raise _import_failure(spec, str(path), exc) from exc
     _FILE_MODULES[path] = module
     return module
+
+
+def _file_path(module_part: str) -> Path:
+    """The file a file-form spec names: absolute as given, or relative to the working directory."""
+    path = Path(module_part).expanduser()
+    return path if path.is_absolute() else Path.cwd() / path
+
+
+def _file_not_found_message(spec: str, path: Path) -> str:
+    return f"{spec!r}: file not found: {path} (relative paths are resolved against the working directory {Path.cwd()})"
 
 
 def _file_module_name(path: Path) -> str:

@@ -2,9 +2,9 @@
 
 Every backbone rolls out through ``Rollouts``. A rollout that raises (a bug in workflow or judge
 code, an unreachable LLM judge) is retried ``rollout.max_rollout_retries`` times, then returned
-with ``error`` set and no samples: the caller counts it and drops it from the step, never
-silently. A malformed model output is never an error here: the proxy turns it into text the
-agent sees and a counted bad case.
+with ``error`` set and no samples: the caller counts it (as a failure in the success rate,
+``summarize``) and drops it from the update, never silently. A malformed model output is never an
+error here: the proxy turns it into text the agent sees and a counted bad case.
 """
 
 from __future__ import annotations
@@ -177,13 +177,23 @@ def _fill_from_tuner(result: RolloutResult, tuner: ModelTuner) -> None:
 
 
 def summarize(results: list[RolloutResult]) -> dict[str, Any]:
-    """Success rate, mean reward, tool calls and each bad case's count over finished rollouts."""
+    """Counts and rates of a list of rollouts; every denominator is stated (docs/metrics.md).
+
+    ``success_rate`` is ``successes / rollouts``: a failed rollout (workflow or judge raised after
+    its retries) counts as a failure, so a crash can never raise the rate. Everything else —
+    ``reward_mean``, the per-rollout means, the bad-case and madness counts, samples and tokens —
+    is over the ``finished_rollouts`` (``rollouts - failed_rollouts``) only: a failed rollout has
+    no reward and no samples to average. Empty denominators give 0.0.
+    """
     ok = [r for r in results if r.error is None]
     n = len(ok)
+    successes = sum(r.is_success for r in ok)
     summary: dict[str, Any] = {
         "rollouts": len(results),
         "failed_rollouts": len(results) - n,
-        "success_rate": sum(r.is_success for r in ok) / n if n else 0.0,
+        "finished_rollouts": n,
+        "successes": successes,
+        "success_rate": successes / len(results) if results else 0.0,
         "reward_mean": sum(r.reward for r in ok) / n if n else 0.0,
         "tool_calls_per_rollout": sum(r.num_tool_calls for r in ok) / n if n else 0.0,
         "llm_calls_per_rollout": sum(r.num_calls for r in ok) / n if n else 0.0,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import astuner.config.schema
-from astuner.resolve import ResolveError, resolve, split_spec
+from astuner.resolve import ResolveError, locate, resolve, split_spec
 
 
 def write_module(path: Path, body: str) -> Path:
@@ -145,3 +145,24 @@ def test_concurrent_resolution_loads_a_file_once(tmp_path):
         t.join()
     assert len(results) == 4 and len(set(results)) == 1
     assert sys.modules[results[0].__module__].LOADS == [1]
+
+
+def test_locate_finds_a_module_without_running_it(tmp_path, monkeypatch):
+    write_module(tmp_path / "pkg_to_locate" / "__init__.py", "")
+    write_module(tmp_path / "pkg_to_locate" / "heavy.py", "raise RuntimeError('must not run')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    locate("pkg_to_locate.heavy->Anything")
+    assert "pkg_to_locate.heavy" not in sys.modules
+    with pytest.raises(ResolveError, match="module 'pkg_to_locate.nope' not found"):
+        locate("pkg_to_locate.nope->X")
+    with pytest.raises(ResolveError, match="its package 'no_such_pkg_xyz' does not exist"):
+        locate("no_such_pkg_xyz.agent->Agent")
+
+
+def test_locate_file_form_and_malformed_specs(tmp_path):
+    path = write_module(tmp_path / "flow.py", "raise RuntimeError('must not run')\n")
+    locate(f"{path}->Flow")
+    with pytest.raises(ResolveError, match="file not found"):
+        locate(f"{tmp_path / 'gone.py'}->Flow")
+    with pytest.raises(ResolveError, match="exactly one '->'"):
+        locate("astuner.config.schema.Config")

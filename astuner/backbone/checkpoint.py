@@ -5,6 +5,8 @@ tokenizer, or a LoRA adapter), the optimizer state, and ``state.json`` (step, da
 states). A checkpoint is written to a temporary directory and renamed into place, and
 ``checkpoints/latest`` is replaced atomically after that, so a run killed at any moment (SIGKILL
 included) leaves the previous checkpoint intact. Only the newest ``keep`` checkpoints are kept.
+Finding checkpoints needs no torch (it is imported where state is saved or loaded), so the CLI
+can choose the run to resume before any heavy import.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
 LATEST = "latest"
+DONE_MARKER = "DONE"
+"""File the local backbone writes into a run's folder when the run finished (it holds the last step)."""
 
 
 def checkpoint_root(exp_dir: Path) -> Path:
@@ -26,7 +28,7 @@ def checkpoint_root(exp_dir: Path) -> Path:
 
 
 def latest_checkpoint(exp_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
+    """The newest complete checkpoint of a run, or None (also for a folder that does not exist)."""
     pointer = checkpoint_root(exp_dir) / LATEST
     if not pointer.exists():
         return None
@@ -35,6 +37,8 @@ def latest_checkpoint(exp_dir: Path) -> Path | None:
 
 
 def rng_state() -> dict[str, Any]:
+    import torch
+
     state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -42,6 +46,8 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -49,6 +55,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(exp_dir: Path, step: int, model: Any, tokenizer: Any, optimizer: Any, state: dict, keep: int = 2) -> Path:
+    import torch
+
     root = checkpoint_root(exp_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step}"
@@ -73,6 +81,8 @@ def save_checkpoint(exp_dir: Path, step: int, model: Any, tokenizer: Any, optimi
 
 def load_trainer_state(path: Path, optimizer: Any) -> dict:
     """Restore optimizer and RNG from a checkpoint; returns its ``state.json``."""
+    import torch
+
     blob = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
     optimizer.load_state_dict(blob["optimizer"])
     set_rng_state(blob["rng"])

@@ -6,6 +6,14 @@ debug --conf ...`` under VSCode). Tasks are the first ``debug.debug_first_n_task
 ``debug.debug_split`` split (after the reader's seeded shuffle, so the same tasks every time; the
 training split is used when the validation split is empty); each runs ``rollout.num_repeat`` times,
 ``debug.debug_max_parallel`` rollouts at once, with the configured sampling parameters.
+
+Nothing that ended is lost: each rollout, finished or failed, is appended to
+``rollouts/debug.jsonl`` the moment it ends (``RolloutLog``). When the run stops early — Ctrl-C,
+SIGTERM, or an error escaping the rollouts — the rollouts still in flight are cancelled (and not
+recorded), ``summary.json`` and the printed summary cover the rollouts that ended and say why the
+run stopped (``stopped_by``), and the exception goes on to the CLI (exit 130 for Ctrl-C, 143 for
+SIGTERM). Not guaranteed: a second Ctrl-C or SIGTERM during that cleanup, or SIGKILL, skips the
+summary (the rollouts file still holds every line appended before).
 """
 
 from __future__ import annotations
@@ -13,19 +21,25 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from astuner.artifacts import write_json, write_rollouts
+from astuner.artifacts import RolloutLog, write_json
 from astuner.backbone.runtime import build_runtime
-from astuner.rollout import RolloutResult, summarize
+from astuner.config.schema import Config
+from astuner.interrupt import Terminated, sigterm_raises
+from astuner.rollout import RolloutResult, Rollouts, summarize
 from astuner.schema import Task
 from astuner.task_reader import build_task_reader
 
+MAX_LISTED_FAILURES = 20
+"""Failed rollouts listed by id in the summary (all are counted; every error is in the rollouts file)."""
 
-def select_tasks(config: Any) -> list[Task]:
+
+def select_tasks(config: Config) -> list[Task]:
     a = config.astuner
     reader = build_task_reader(a.task_reader, seed=a.seed, shuffle=a.task_reader.shuffle)
     tasks = reader.get_validation_tasks() if a.debug.debug_split == "validation" else []
@@ -34,29 +48,77 @@ def select_tasks(config: Any) -> list[Task]:
     return tasks[: a.debug.debug_first_n_tasks]
 
 
-def run(config: Any, exp_dir: Path, args: Any = None) -> int:
-    """CLI entry: exit code 1 when every rollout failed, else 0 (failures are counted and shown)."""
-    summary = run_debug(config, exp_dir)
+def run(config: Config, exp_dir: Path, args: Any = None) -> int:
+    """CLI entry: exit code 1 when every rollout failed, else 0 (failures are counted and shown).
+
+    Ctrl-C and SIGTERM propagate as ``KeyboardInterrupt`` and ``Terminated`` after the summary of
+    what finished is written.
+    """
+    with sigterm_raises():
+        summary = run_debug(config, exp_dir)
     return 1 if summary["rollouts"] and summary["failed_rollouts"] == summary["rollouts"] else 0
 
 
-def run_debug(config: Any, exp_dir: Path) -> dict[str, Any]:
+def run_debug(config: Config, exp_dir: Path) -> dict[str, Any]:
     """Run the debug job; returns the summary (also written to ``summary.json``)."""
     a = config.astuner
     tasks = select_tasks(config)
     runtime = build_runtime(config)
+    ended: list[RolloutResult] = []
+    stopped_by: str | None = None
     try:
-        results = asyncio.run(_roll_out(runtime.rollouts, tasks, a.rollout.num_repeat, a.debug.debug_max_parallel))
+        with RolloutLog(exp_dir / "rollouts" / "debug.jsonl", runtime.tokenizer) as log:
+
+            def record(result: RolloutResult) -> None:
+                ended.append(result)
+                log.append(result)
+
+            try:
+                parallel = a.debug.debug_max_parallel
+                asyncio.run(_roll_out(runtime.rollouts, tasks, a.rollout.num_repeat, parallel, record))
+            except BaseException as exc:
+                stopped_by = _stop_reason(exc)
+                raise
+            finally:
+                summary = _summary(config, tasks, ended, stopped_by)
+                write_json(exp_dir / "summary.json", summary)
+                _print_summary(summary, ended, log.path)
     finally:
         runtime.close()
-    rollouts_file = write_rollouts(exp_dir / "rollouts" / "debug.jsonl", results, runtime.tokenizer)
-    summary = {"experiment": a.experiment_name, "tasks": len(tasks), **summarize(results)}
-    write_json(exp_dir / "summary.json", summary)
-    _print_summary(summary, results, rollouts_file)
     return summary
 
 
-async def _roll_out(rollouts: Any, tasks: list[Task], num_repeat: int, max_parallel: int) -> list[RolloutResult]:
+def _stop_reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "SIGINT"
+    if isinstance(exc, Terminated):
+        return "SIGTERM"
+    return f"error: {type(exc).__name__}: {_first_line(str(exc))}"
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _summary(config: Config, tasks: list[Task], ended: list[RolloutResult], stopped_by: str | None) -> dict[str, Any]:
+    a = config.astuner
+    failures = [{"rollout_id": r.rollout_id, "error": _first_line(r.error)} for r in ended if r.error is not None]
+    return {
+        "experiment": a.experiment_name,
+        "tasks": len(tasks),
+        "planned_rollouts": len(tasks) * a.rollout.num_repeat,
+        "stopped_by": stopped_by,
+        **summarize(ended),
+        "failures": failures[:MAX_LISTED_FAILURES],
+    }
+
+
+async def _roll_out(
+    rollouts: Rollouts, tasks: list[Task], num_repeat: int, max_parallel: int,
+    on_finish: Callable[[RolloutResult], None],
+) -> list[RolloutResult]:
+    """Every rollout, ``max_parallel`` at once; ``on_finish`` gets each result (finished or failed) as it ends."""
     semaphore = asyncio.Semaphore(max(1, max_parallel))
     quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
     bar = tqdm(total=len(tasks) * num_repeat, desc="rollouts", unit="rollout", disable=quiet)
@@ -64,6 +126,7 @@ async def _roll_out(rollouts: Any, tasks: list[Task], num_repeat: int, max_paral
     async def one(task: Task, i: int) -> RolloutResult:
         async with semaphore:
             result = await rollouts.run(task, i)
+        on_finish(result)
         bar.update(1)
         return result
 
@@ -74,15 +137,23 @@ async def _roll_out(rollouts: Any, tasks: list[Task], num_repeat: int, max_paral
 
 
 def _print_summary(summary: dict[str, Any], results: list[RolloutResult], rollouts_file: Path) -> None:
+    n, failed = summary["rollouts"], summary["failed_rollouts"]
+    if summary["stopped_by"] is None:
+        head = f"debug: {n} rollouts of {summary['tasks']} tasks"
+    else:
+        head = f"debug: stopped by {summary['stopped_by']} after {n} of {summary['planned_rollouts']} rollouts"
     print(
-        f"debug: {summary['rollouts']} rollouts of {summary['tasks']} tasks | "
-        f"success rate {summary['success_rate']:.3f} | reward mean {summary['reward_mean']:.3f} | "
-        f"tool calls/rollout {summary['tool_calls_per_rollout']:.2f} | failed {summary['failed_rollouts']}"
+        f"{head} | success rate {summary['success_rate']:.3f} ({summary['successes']}/{n}, {failed} failed) | "
+        f"reward mean {summary['reward_mean']:.3f} | tool calls/rollout {summary['tool_calls_per_rollout']:.2f}",
+        flush=True,
     )
     bad = {k.split("/", 1)[1]: v for k, v in summary.items() if k.startswith(("bad_case/", "madness/"))}
     print("bad cases: " + ", ".join(f"{k} {v}" for k, v in bad.items()))
-    print(f"rollouts: {rollouts_file}")
-    failed = [r for r in results if r.error]
-    if failed:
-        print(f"{len(failed)} rollout(s) failed; first error ({failed[0].rollout_id}):", file=sys.stderr)
-        print(failed[0].error, file=sys.stderr)
+    print(f"rollouts: {rollouts_file}", flush=True)
+    failures = [r for r in results if r.error]
+    if failures:
+        ids = ", ".join(r.rollout_id for r in failures[:MAX_LISTED_FAILURES])
+        more = f" and {len(failures) - MAX_LISTED_FAILURES} more" if len(failures) > MAX_LISTED_FAILURES else ""
+        first = failures[0].rollout_id
+        print(f"{len(failures)} rollout(s) failed ({ids}{more}); first error ({first}):", file=sys.stderr)
+        print(failures[0].error, file=sys.stderr, flush=True)

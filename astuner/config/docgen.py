@@ -30,6 +30,15 @@ read as YAML; paths may also start with `astune.` or `trinity.`). Overrides win 
 
 `module->Class` keys accept a dotted module (`tutorial.example_math_agent.math_agent->ExampleMathLearn`)
 or a file (`path/to/file.py->Class`); module paths starting with `astune.` resolve to `astuner.`.
+Dotted modules are imported from `sys.path` (then the working directory).
+
+Relative input paths in a config file (task files, scripted replies, the `path/file.py` of a
+`module->Class` key, a local model or dataset folder) are relative to the config file's folder, so a
+config runs from any working directory. A path that is not there but exists relative to the working
+directory (the seed-era rule) is used, with a note on stderr; a path found nowhere that the run
+needs is a one-line error naming every path tried, and one found nowhere that may be a Hub id is
+left as written. Found paths are stored absolute, so `yaml_backup.yaml` names the same files. Paths
+in command-line overrides are relative to the working directory.
 
 Keys marked "accepted for compatibility" are upstream keys that astuner reads but does not act on,
 so upstream configs keep loading.

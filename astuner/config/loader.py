@@ -3,13 +3,15 @@
 The user file names only what differs from the defaults; the schema supplies the rest (the user
 file wins, blocks merge key by key). Upstream composed this with Hydra and needed the
 ``hydra:``/``defaults:`` boilerplate and the repository as working directory; here that
-boilerplate is accepted and ignored, and nothing depends on the working directory.
+boilerplate is accepted and ignored, and relative input paths in the file resolve against the
+file's own folder (``astuner.config.paths``; the working directory only as a noted fallback).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from astuner.config.base import RenameConflict, apply_renames, child_block
 from astuner.config.errors import ConfigError, format_path, from_validation_error, show_value, unknown_key_message
+from astuner.config.paths import PathBases, PathReport, resolve_paths
 from astuner.config.schema import AstunerConfig, Config
 from astuner.config.yaml_io import dump_yaml, parse_scalar, read_yaml
 
@@ -30,14 +33,42 @@ DERIVE_NAME = "read_yaml_name"
 BACKUP_NAME = "yaml_backup.yaml"
 
 
+@dataclass
+class LoadedConfig:
+    """A config loaded for a run: the config, the root key the file used, and notes for the user."""
+
+    config: Config
+    root_name: str
+    source: str
+    notes: list[str]
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = (), backbone: str | None = None) -> Config:
     """Read, merge over the defaults, override, validate and check one config file.
 
     ``overrides`` are ``key.path=value`` strings (value read as YAML) that win over the file; a
     path starts with ``astuner.``, ``astune.`` or ``trinity.`` (or directly with an ``astuner``
-    key such as ``rollout.``). ``backbone`` (from the command line) wins over both. Every problem
-    raises ConfigError; ``module->Class`` strings are not resolved here.
+    key such as ``rollout.``). ``backbone`` (from the command line) wins over both. Relative input
+    paths that exist are made absolute (``astuner.config.paths``); one that exists nowhere is left
+    as written, not an error here (``load_config_for_run`` reports it). Every problem raises
+    ConfigError; ``module->Class`` strings are not resolved here.
     """
+    return _load(path, overrides, backbone)[0]
+
+
+def load_config_for_run(path: str | Path, overrides: Sequence[str] = (), backbone: str | None = None) -> LoadedConfig:
+    """``load_config``, plus: an input path the run needs that exists nowhere is a ConfigError naming
+    the key and every path tried; a path found only relative to the working directory gives a note."""
+    cfg, root_name, report = _load(path, overrides, backbone)
+    source = str(path)
+    if report.missing:
+        first = report.missing[0]
+        raise ConfigError(source, format_path([root_name, *first.key]), first.message())
+    notes = [f"{source}: {format_path([root_name, *key])}: {note}" for key, note in report.notes]
+    return LoadedConfig(cfg, root_name, source, notes)
+
+
+def _load(path: str | Path, overrides: Sequence[str], backbone: str | None) -> tuple[Config, str, PathReport]:
     source = str(path)
     raw = read_yaml(Path(path), source)
     root_name, body, trinity = _split_top_level(raw, source)
@@ -53,7 +84,10 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), backbone: str |
     except ValidationError as exc:
         raise from_validation_error(exc, source, Config, root_name, applied) from None
     check_invariants(cfg, source, root_name)
-    return cfg
+    bases = PathBases(config_dir=Path(os.path.abspath(Path(path).parent)), cwd=Path.cwd())
+    overridden = [key[1:] for key in applied if key[0] == ROOT_KEY]
+    report = resolve_paths(cfg.astuner, bases, overridden)
+    return cfg, root_name, report
 
 
 def check_invariants(cfg: Config, source: str = "config", root_name: str = ROOT_KEY) -> None:
@@ -85,13 +119,15 @@ def experiment_name(cfg: Config, conf_path: str | Path, now: datetime | None = N
     return name.replace("|", "-")
 
 
-def prepare_experiment(cfg: Config, conf_path: str | Path, exp_dir: str | Path) -> Path:
+def prepare_experiment(cfg: Config, conf_path: str | Path, exp_dir: str | Path, name: str | None = None) -> Path:
     """Name the run, create ``<exp_dir>/<name>/`` and write the resolved config to ``yaml_backup.yaml``.
 
-    Sets ``experiment_name`` and the absolute ``experiment_dir`` on ``cfg``. An existing directory
-    is reused (resuming a named run). The backup loads back with ``load_config`` to an equal config.
+    ``name`` is the run's name when the caller chose it (the CLI does, to resume an unfinished run
+    under its own name); else ``experiment_name(cfg, conf_path)``. Sets ``experiment_name`` and the
+    absolute ``experiment_dir`` on ``cfg``. An existing directory is reused (resuming) and its backup
+    replaced by this run's config. The backup loads back with ``load_config`` to an equal config.
     """
-    name = experiment_name(cfg, conf_path)
+    name = name or experiment_name(cfg, conf_path)
     directory = Path(os.path.abspath(Path(exp_dir).expanduser() / name))
     directory.mkdir(parents=True, exist_ok=True)
     cfg.astuner.experiment_name = name

@@ -18,8 +18,8 @@ class FilePathConfig(StrictModel):
     file_path: str = Field(
         "",
         description=(
-            "Path of the .jsonl (or .parquet) file, relative to the working directory or absolute; read only where "
-            "the enclosing block is used (task_reader.jsonl_dataset_file)."
+            "Path of the .jsonl (or .parquet) file, absolute or relative to the config file's folder; read only "
+            "where the enclosing block is used (task_reader.jsonl_dataset_file), and then checked before the run starts."
         ),
     )
 
@@ -83,7 +83,10 @@ class HuggingfaceDatRepoConfig(StrictModel):
 
     dataset_path: str = Field(
         "openai/gsm8k",
-        description="Hub id or local directory of the dataset (e.g. from scripts/download_dataset.py).",
+        description=(
+            "Hub id or local directory of the dataset (e.g. from scripts/download_dataset.py); a relative directory "
+            "is looked up from the config file's folder."
+        ),
     )
     dataset_name: str = Field(
         "main",
@@ -320,8 +323,9 @@ class TaskJudgeConfig(StrictModel):
     judge_protocol: str = Field(
         "astuner.task_judge.math_answer_as_judge->MathAnswerAsJudge",
         description=(
-            "`module->Class` (or `path/file.py->Class`) of the judge, built once at start-up and called for every "
-            "rollout that set no reward itself; `astune.` paths resolve to `astuner.`."
+            "`module->Class` (or `path/file.py->Class`, relative to the config file's folder) of the judge, built "
+            "once at start-up and called for every rollout that set no reward itself; `astune.` paths resolve to "
+            "`astuner.`."
         ),
     )
     alien_llm_model: str = Field(
