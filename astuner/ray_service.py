@@ -18,6 +18,14 @@ Settings (environment): ``ASTUNER_RAY_PORT`` (single-node GCS port, default 6379
 ``ASTUNER_RAY_TIMEOUT_S`` (how long to wait for Ray to start, default 600). The launch sets
 ``RAY_ADDRESS`` so that Trinity connects to this cluster.
 
+NVLink multicast off: every Ray node astuner starts (and, through the job's runtime environment,
+every Ray worker of a trinity run, ``astuner.backbone.trinity.launch``) gets ``NCCL_NVLS_ENABLE=0``,
+``TORCH_SYMM_MEM_DISABLE_MULTICAST=1`` and ``NVSHMEM_DISABLE_NVLS=1`` unless the variable is already
+set in astuner's environment (the user's value is kept). The trainer-to-engine weight sync and
+vLLM's tensor-parallel all-reduces do not need multicast, and a program that uses it can put a
+shared host's GPUs out of service. A Ray head astuner did not start keeps its own environment; the
+runtime environment still reaches the workers of astuner's job.
+
 Not guaranteed: that the address astuner waits on is reachable from other nodes (Ray's own
 ``--node-ip-address`` detection decides that); that a port already open belongs to Ray.
 """
@@ -37,6 +45,8 @@ from pathlib import Path
 from astuner import procs
 
 READY_TEXT = "Ray runtime started"
+MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+"""NVLink multicast switched off in NCCL, PyTorch and NVSHMEM (the module docstring says why)."""
 DEFAULT_PORT = 6379
 MIN_FREE_RATIO = 0.95
 
@@ -141,6 +151,16 @@ def _log_path(name: str) -> Path:
     return directory / f"{name}-{time.strftime('%Y%m%d_%H%M%S')}.log"
 
 
+def multicast_off_env() -> dict[str, str]:
+    """``MULTICAST_OFF``, with the value from astuner's environment wherever the user set one."""
+    return {key: os.environ.get(key, value) for key, value in MULTICAST_OFF.items()}
+
+
+def _ray_env() -> dict[str, str]:
+    """The environment of a ``ray start`` astuner runs: astuner's own plus ``multicast_off_env()``."""
+    return {**os.environ, **multicast_off_env()}
+
+
 def _extra_args() -> list[str]:
     return shlex.split(os.environ.get("ASTUNER_RAY_ARGS", ""))
 
@@ -188,7 +208,7 @@ def _ensure_head(host: str, port: int, args: list[str], timeout_s: float) -> Ray
     cli = _require_cli()
     log_path = _log_path(f"ray_head-{port}")
     command = [cli, "start", "--head", "--block", f"--port={port}", "--disable-usage-stats", *args, *_extra_args()]
-    proc = procs.spawn(command, "ray", log_path=log_path, kind="ray",
+    proc = procs.spawn(command, "ray", log_path=log_path, env=_ray_env(), kind="ray",
                        extra={"address": address, "ray_cli": cli, "role": "head"})
     _wait_ready(proc, log_path, timeout_s, f"the Ray head ({' '.join(command[1:])})")
     return RayNode(address, "head", pid=proc.pid, started=True, log_path=log_path)
@@ -207,7 +227,7 @@ def _join(addr: str, port: int, timeout_s: float) -> RayNode:
         time.sleep(2.0)
     log_path = _log_path(f"ray_worker-{port}")
     command = [cli, "start", f"--address={address}", "--block", "--disable-usage-stats", *_extra_args()]
-    proc = procs.spawn(command, "ray_worker", log_path=log_path, kind="ray",
+    proc = procs.spawn(command, "ray_worker", log_path=log_path, env=_ray_env(), kind="ray",
                        extra={"address": address, "ray_cli": cli, "role": "worker"})
     _wait_ready(proc, log_path, max(1.0, deadline - time.monotonic()), f"joining the Ray head at {address}")
     return RayNode(address, "worker", pid=proc.pid, started=True, log_path=log_path)

@@ -28,6 +28,8 @@ from tests.test_trinity_fixtures import (
     write_offline_yaml,
 )
 
+pytestmark = pytest.mark.integration
+
 SEED_WITH_TRINITY = """\
 astune:
   task_reader:
@@ -73,10 +75,10 @@ def test_seed_yaml_converts_to_a_config_trinity_accepts(tmp_path):
     assert checked.cluster.node_num == 1 and checked.cluster.gpu_per_node == 8
     assert checked.buffer.batch_size == a.data.train_batch_size == 32
     # computed from the final values: 32 tasks * repeat_times 6 (the trinity: block's) * 1 expected step,
-    # already a multiple of the 8 - 2 = 6 trainer GPUs
+    # already a multiple of the 8 - 4 = 4 trainer GPUs (n_vllm_engine unset: half the 8 GPUs run engines)
     assert checked.buffer.train_batch_size == 192 and translation.notes == []
-    assert checked.explorer.runner_per_model == min(a.rollout.max_env_worker, 128) // a.rollout.n_vllm_engine == 64
-    assert checked.explorer.rollout_model.engine_num == 2
+    assert checked.explorer.runner_per_model == min(a.rollout.max_env_worker, 128) // 4 == 32
+    assert checked.explorer.rollout_model.engine_num == 4 and checked.cluster.trainer_gpu_num == 4
     assert checked.explorer.rollout_model.enable_openai_api is True
     assert checked.explorer.eval_interval == a.trainer_common.test_freq
     assert checked.trainer.save_interval == a.trainer_common.save_freq

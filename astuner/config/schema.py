@@ -26,7 +26,8 @@ class ModelConfig(StrictModel):
     path: str = Field(
         "/path/to/model/such/as/Qwen/Qwen2___5-14B-Instruct",
         description=(
-            "The model to train: a local Hugging Face directory, a Hub id or astuner://tiny; the debug backbone loads "
+            "The model to train: a local Hugging Face directory (a relative one is looked up from the config file's "
+            "folder), a Hub id or astuner://tiny; the debug backbone loads "
             "its tokenizer (and, with the transformers engine, its weights) from it. Placeholder by default."
         ),
     )
@@ -176,7 +177,7 @@ class TrainerCommonConfig(StrictModel):
         8, ge=1,
         description=(
             "GPUs per node (trinity backbone: cluster.gpu_per_node; the trainer gets the GPUs the vLLM rollout "
-            "engines leave)."
+            "engines leave, or shares the only GPU with the one engine when nnodes * n_gpus_per_node = 1)."
         ),
     )
     logger: str = Field(

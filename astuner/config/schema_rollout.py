@@ -89,8 +89,8 @@ class TransformersEngineConfig(StrictModel):
     dtype: str = Field(
         "auto",
         description=(
-            "transformers engine: weight dtype, 'auto' (bfloat16 on GPU, float32 on CPU), 'bfloat16', 'float16' or "
-            "'float32'."
+            "transformers engine: weight dtype, 'auto' (bfloat16 on GPU, float32 on CPU), 'bfloat16', 'float16', "
+            "'float32' or 'float64'."
         ),
     )
     max_batch_size: int = Field(
@@ -125,7 +125,11 @@ class ScriptedEngineConfig(StrictModel):
     """Replays canned replies, for tests and demos without a model."""
 
     path: str = Field(
-        "", description="scripted engine: JSONL file of scripted replies, one JSON object per line (required)."
+        "",
+        description=(
+            "scripted engine: JSONL file of scripted replies, one JSON object per line (required; absolute or "
+            "relative to the config file's folder)."
+        ),
     )
 
 
@@ -215,8 +219,8 @@ class RolloutConfig(StrictModel):
     agentscope_workflow: str = Field(
         "tutorial.example_math_agent.math_agent->ExampleMathLearn",
         description=(
-            "`module->Class` (or `path/file.py->Class`) of the workflow run per rollout, resolved at start-up; old "
-            "name: agentscope_learn_protocol."
+            "`module->Class` (or `path/file.py->Class`, relative to the config file's folder) of the workflow run per "
+            "rollout, resolved before the run starts; old name: agentscope_learn_protocol."
         ),
     )
     use_agentscope_protocol: bool = Field(
@@ -237,7 +241,7 @@ class RolloutConfig(StrictModel):
         128, ge=1,
         description=(
             "Most rollouts running at once in training (local backbone; Trinity: runners = min(this, 128) // "
-            "n_vllm_engine); the debug backbone uses debug.debug_max_parallel."
+            "the number of vLLM engines); the debug backbone uses debug.debug_max_parallel."
         ),
     )
     max_rollout_retries: int = Field(
@@ -291,14 +295,16 @@ class RolloutConfig(StrictModel):
         1, ge=1,
         description=(
             "Tensor-parallel size of each vLLM rollout engine (trinity backbone: "
-            "explorer.rollout_model.tensor_parallel_size)."
+            "explorer.rollout_model.tensor_parallel_size; must be 1 on a single GPU)."
         ),
     )
     n_vllm_engine: int = Field(
-        2, ge=1,
+        0, ge=0,
         description=(
             "Number of vLLM rollout engines, each on tensor_model_parallel_size GPUs (trinity backbone: "
-            "explorer.rollout_model.engine_num)."
+            "explorer.rollout_model.engine_num). 0 = astuner's rule: 1 engine sharing the GPU when the cluster has "
+            "1 GPU (Trinity's colocate mode), else half the GPUs for engines and half for the trainer "
+            "(docs/trinity.md)."
         ),
     )
     max_num_seqs: int = Field(

@@ -7,7 +7,8 @@
    ==============================================  =============================================
    astuner key                                     Trinity key
    ==============================================  =============================================
-   trainer_common.nnodes / n_gpus_per_node         cluster.node_num / cluster.gpu_per_node
+   trainer_common.nnodes / n_gpus_per_node         cluster.node_num / cluster.gpu_per_node, and
+                                                   mode (colocate for 1 GPU, else both)
    trainer_common.total_epochs                     buffer.total_epochs
    trainer_common.test_freq                        explorer.eval_interval
    trainer_common.val_before_train                 explorer.eval_on_startup
@@ -18,7 +19,7 @@
    trainer_common.checkpoint_base_dir              checkpoint_root_dir (made absolute)
    trainer_common.use_kl_loss / kl_loss_type /     algorithm.kl_loss_fn ('none' when off) /
    kl_loss_coef                                    algorithm.kl_loss_fn_args.kl_coef
-   rollout.n_vllm_engine                           explorer.rollout_model.engine_num
+   rollout.n_vllm_engine (0: astuner's rule)       explorer.rollout_model.engine_num
    rollout.tensor_model_parallel_size              explorer.rollout_model.tensor_parallel_size
    rollout.num_repeat                              algorithm.repeat_times
    rollout.max_model_len                           model.max_model_len, trainer.max_token_len_per_gpu
@@ -33,11 +34,15 @@
    data.max_response_length                        model.max_response_tokens
    data.train_batch_size                           buffer.batch_size
    train_batch_size * num_repeat * expected_steps  buffer.train_batch_size (samples per step)
-   min(max_env_worker, 128) // n_vllm_engine       explorer.runner_per_model
+   min(max_env_worker, 128) // engine_num          explorer.runner_per_model
    seed                                            explorer.rollout_model.seed
    ==============================================  =============================================
 
-   and fixed choices: ``mode: both``; ``algorithm_type: multi_step_grpo`` (step-wise GRPO takes
+   The GPU layout (``mode``, engine count, and in colocate mode ``gpu_memory_utilization`` 0.25 and
+   ``synchronizer.sync_method: memory``) comes from ``layout.plan_layout``, which reads the
+   ``trinity:`` block too, so that a user's ``engine_num`` or ``tensor_parallel_size`` shapes it.
+
+   Fixed choices: ``algorithm_type: multi_step_grpo`` (step-wise GRPO takes
    one reward per *rollout* and gives its advantage to every sample of that rollout, so it equals
    plain ``grpo`` when each rollout is one sample and stays correct when a rollout is split into
    several samples — plain ``grpo`` would count such a rollout several times); the train taskset
@@ -54,10 +59,10 @@
    ``buffer.train_batch_size = buffer.batch_size * algorithm.repeat_times * expected_steps`` and
    ``explorer.runner_per_model = min(max_env_worker, 128) // explorer.rollout_model.engine_num``
    (unless the ``trinity:`` block sets them itself).
-3. **The batch guard** (upstream's): with ``fsdp = gpu_per_node * node_num - engine_num *
-   tensor_parallel_size`` trainer GPUs, ``buffer.train_batch_size`` must be a multiple of
-   ``fsdp``. A computed value is raised to the next multiple (with a note); a value the user set
-   in ``trinity:`` is never changed — a bad one is an error.
+3. **The batch guard** (upstream's): with ``fsdp`` trainer GPUs (``gpu_per_node * node_num -
+   engine_num * tensor_parallel_size``; 1 in colocate mode), ``buffer.train_batch_size`` must be a
+   multiple of ``fsdp``. A computed value is raised to the next multiple (with a note); a value the
+   user set in ``trinity:`` is never changed — a bad one is an error.
 
 Not mapped (Trinity has no equivalent or keeps its own default): ``data.max_prompt_length``
 (Trinity derives it), ``trainer_common.mini_batch_num``, ``fsdp_config``, ``algorithm.*``,
@@ -75,6 +80,8 @@ from pathlib import Path
 from typing import Any
 
 from astuner.backbone.runtime import model_path as resolve_model_path
+from astuner.backbone.trinity.layout import COLOCATE_GPU_MEMORY_UTILIZATION, Layout, LayoutError, plan_layout
+from astuner.config.schema import Config
 
 WORKFLOW_NAME = "astuner_workflow"
 READER_NAME = "astuner"
@@ -93,9 +100,10 @@ class TranslationError(ValueError):
 
 @dataclass
 class Translation:
-    """The Trinity config as plain data, plus notes for the user (values astuner adjusted)."""
+    """The Trinity config as plain data, the GPU layout it uses, and notes for the user (values astuner adjusted)."""
 
     data: dict[str, Any]
+    layout: Layout
     notes: list[str] = field(default_factory=list)
 
 
@@ -123,8 +131,9 @@ def _abs(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def computed(config: Any, exp_dir: Path, *, with_validation: bool = True, launch_dir: str | None = None) -> dict:
-    """The Trinity config astuner derives from its own keys (step 1 of the module docstring)."""
+def computed(config: Config, exp_dir: Path, layout: Layout, *, with_validation: bool = True,
+             launch_dir: str | None = None) -> dict:
+    """The Trinity config astuner derives from its own keys and ``layout`` (step 1 of the module docstring)."""
     a = config.astuner
     r, d, tc = a.rollout, a.data, a.trainer_common
     backup = str(Path(exp_dir).resolve() / BACKUP_NAME)
@@ -142,7 +151,7 @@ def computed(config: Any, exp_dir: Path, *, with_validation: bool = True, launch
         "workflow_args": {"astuner_config": backup, "astuner_launch_dir": launch_dir},
     }
     data: dict[str, Any] = {
-        "mode": "both",
+        "mode": layout.mode,
         "project": a.project_name,
         "name": a.experiment_name,
         "checkpoint_root_dir": _abs(tc.checkpoint_base_dir),
@@ -155,7 +164,7 @@ def computed(config: Any, exp_dir: Path, *, with_validation: bool = True, launch
             "top_p": r.top_p,
             "enable_prompt_truncation": False,
         },
-        "cluster": {"node_num": tc.nnodes, "gpu_per_node": tc.n_gpus_per_node},
+        "cluster": {"node_num": layout.node_num, "gpu_per_node": layout.gpu_per_node},
         "algorithm": {
             "algorithm_type": "multi_step_grpo",
             "repeat_times": r.num_repeat,
@@ -173,15 +182,15 @@ def computed(config: Any, exp_dir: Path, *, with_validation: bool = True, launch
             },
         },
         "explorer": {
-            "runner_per_model": max(1, min(r.max_env_worker, 128) // r.n_vllm_engine),
+            "runner_per_model": max(1, min(r.max_env_worker, 128) // layout.engine_num),
             "max_repeat_times_per_runner": 1,
             "max_timeout": 3600,
             "eval_interval": tc.test_freq,
             "eval_on_startup": tc.val_before_train,
             "env_vars": env_vars,
             "rollout_model": {
-                "engine_num": r.n_vllm_engine,
-                "tensor_parallel_size": r.tensor_model_parallel_size,
+                "engine_num": layout.engine_num,
+                "tensor_parallel_size": layout.tensor_parallel,
                 "enable_openai_api": True,
                 "enable_history": False,
                 "dtype": "bfloat16",
@@ -198,6 +207,9 @@ def computed(config: Any, exp_dir: Path, *, with_validation: bool = True, launch
         },
         "monitor": {"monitor_type": monitor},
     }
+    if layout.mode == "colocate":
+        data["explorer"]["rollout_model"]["gpu_memory_utilization"] = COLOCATE_GPU_MEMORY_UTILIZATION
+        data["synchronizer"]["sync_method"] = "memory"
     if with_validation:
         v = r.val_kwargs
         data["buffer"]["explorer_input"]["eval_tasksets"] = [
@@ -216,17 +228,21 @@ def computed(config: Any, exp_dir: Path, *, with_validation: bool = True, launch
     return data
 
 
-def translate(config: Any, exp_dir: Path, *, with_validation: bool = True, launch_dir: str | None = None) -> Translation:
-    """Computed values, then the user's ``trinity:`` block over them, then the batch guard."""
+def translate(config: Config, exp_dir: Path, *, with_validation: bool = True, launch_dir: str | None = None) -> Translation:
+    """The GPU layout, computed values, the user's ``trinity:`` block over them, then the batch guard."""
     user = dict(config.trinity or {})
-    data = deep_merge(computed(config, exp_dir, with_validation=with_validation, launch_dir=launch_dir), user)
+    try:
+        layout = plan_layout(config)
+    except LayoutError as exc:
+        raise TranslationError(str(exc)) from None
+    data = deep_merge(computed(config, exp_dir, layout, with_validation=with_validation, launch_dir=launch_dir), user)
     _recompute(config, data, user)
     notes: list[str] = []
     _batch_guard(data, user, notes)
-    return Translation(data, notes)
+    return Translation(data, layout, notes)
 
 
-def _recompute(config: Any, data: dict, user: dict) -> None:
+def _recompute(config: Config, data: dict, user: dict) -> None:
     """Computed keys follow the ``trinity:`` values they depend on (unless the user set them too)."""
     r = config.astuner.rollout
     if _get(user, "buffer.train_batch_size") is None:
@@ -239,7 +255,9 @@ def _recompute(config: Any, data: dict, user: dict) -> None:
 
 
 def trainer_gpus(data: dict) -> int:
-    """GPUs left for the trainer: all GPUs minus the rollout engines' (upstream's ``fsdp`` count)."""
+    """GPUs the trainer trains on: all GPUs minus the rollout engines' (upstream's ``fsdp`` count); 1 in colocate mode."""
+    if data.get("mode") == "colocate":
+        return 1
     world = int(_get(data, "cluster.gpu_per_node", 0) or 0) * int(_get(data, "cluster.node_num", 0) or 0)
     rollout = _get(data, "explorer.rollout_model", {}) or {}
     per_engine = (int(rollout.get("tensor_parallel_size", 1) or 1) * int(rollout.get("data_parallel_size", 1) or 1)

@@ -13,7 +13,9 @@ step stops the launch with one clear line when it fails:
    (``RAY_ADDRESS`` or Ray's own discovery);
 4. connect to Ray with astuner's variables in the job's runtime environment (every Trinity actor
    gets ``TRINITY_PLUGIN_DIRS`` → astuner's plugin, ``ASTUNER_CONFIG_REDIRECT`` →
-   ``yaml_backup.yaml``, ``ASTUNER_LAUNCH_DIR``), and check that the cluster has the GPUs the
+   ``yaml_backup.yaml``, ``ASTUNER_LAUNCH_DIR``, and NVLink multicast off for the NCCL weight sync:
+   ``NCCL_NVLS_ENABLE=0`` and its PyTorch/NVSHMEM twins unless set in astuner's environment,
+   ``astuner.ray_service.multicast_off_env``), and check that the cluster has the GPUs the
    config asks for (``cluster.node_num * gpu_per_node``) — Trinity would otherwise wait forever
    for its placement groups;
 5. ``trinity.cli.launcher.run_stage`` (explorer + trainer, checkpoints under
@@ -36,7 +38,7 @@ from astuner.backbone.trinity.config import (
     translate,
     write_trinity_config,
 )
-from astuner.ray_service import RayError, cluster_settings, describe, ensure_ray, wait_as_worker
+from astuner.ray_service import RayError, cluster_settings, describe, ensure_ray, multicast_off_env, wait_as_worker
 
 
 def has_validation_tasks(config: Any) -> bool:
@@ -74,6 +76,7 @@ def prepare(config: Any, exp_dir: Path) -> tuple[Path, Any]:
         translation = translate(config, exp_dir, with_validation=with_validation)
     except TranslationError as exc:
         raise SetupError(str(exc)) from None
+    print(f"astuner: GPU layout {translation.layout.describe()}")
     for note in translation.notes:
         print(f"astuner: {note}")
     if not with_validation:
@@ -93,6 +96,7 @@ def actor_env(config: Any, exp_dir: Path) -> dict[str, str]:
         CONFIG_ENV: str(Path(exp_dir).resolve() / "yaml_backup.yaml"),
         LAUNCH_DIR_ENV: os.getcwd(),
         "TRINITY_PLUGIN_DIRS": str(PLUGIN_DIR),
+        **multicast_off_env(),
     }
 
 
