@@ -22,7 +22,6 @@ import copy
 import json
 import os
 import random
-import re
 import sys
 import time
 from dataclasses import replace
@@ -42,9 +41,6 @@ from astuner.rollout import RolloutResult, summarize
 from astuner.schema import Task
 from astuner.task_reader import build_task_reader
 
-_STAMP = re.compile(r"_\d{8}_\d{4}$")
-
-
 def run(config: Any, exp_dir: Path, args: Any = None) -> int:
     a = config.astuner
     if a.rollout.engine.type not in ("transformers", "vllm"):
@@ -57,31 +53,7 @@ def run(config: Any, exp_dir: Path, args: Any = None) -> int:
             "astuner.rollout.engine.type: 'vllm' with local.lora_rank > 0 is not supported "
             "(the server is restarted on full saved weights); use 'transformers' for LoRA"
         )
-    exp_dir = _resume_target(config, exp_dir, args)
     return LocalTrainer(config, exp_dir).train()
-
-
-def _resume_target(config: Any, exp_dir: Path, args: Any) -> Path:
-    """With a timestamped name, the newest unfinished run of the same config is the one to continue."""
-    a = config.astuner
-    if a.local.resume_mode != "auto" or ckpt.latest_checkpoint(exp_dir) is not None:
-        return exp_dir
-    stem = _STAMP.sub("", exp_dir.name)
-    if stem == exp_dir.name:
-        return exp_dir
-    runs = sorted(
-        (p for p in exp_dir.parent.glob(f"{stem}_*") if p != exp_dir and _STAMP.search(p.name)),
-        key=lambda p: p.name,
-        reverse=True,
-    )
-    for candidate in runs:
-        if ckpt.latest_checkpoint(candidate) is not None and not (candidate / "DONE").exists():
-            if set(os.listdir(exp_dir)) <= {"yaml_backup.yaml"}:
-                (exp_dir / "yaml_backup.yaml").unlink(missing_ok=True)
-                exp_dir.rmdir()
-            a.experiment_name, a.experiment_dir = candidate.name, str(candidate)
-            return candidate
-    return exp_dir
 
 
 def _device(name: str) -> torch.device:
@@ -93,7 +65,7 @@ def _device(name: str) -> torch.device:
 def _dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    return {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
 class LocalTrainer:
@@ -319,7 +291,8 @@ def _roll_out(rollouts: Any, tasks: list[Task], num_repeat: int, max_parallel: i
 
 
 def _rollout_metrics(results: list[RolloutResult]) -> dict[str, float]:
-    """Per-step rollout metrics (rates over finished rollouts); documented in docs/metrics.md."""
+    """Per-step rollout metrics: ``success_rate`` over all rollouts (a failed one is a failure), the
+    other rates and means over finished rollouts; documented in docs/metrics.md."""
     s = summarize(results)
     ok = [r for r in results if r.error is None]
     n = max(1, len(ok))

@@ -15,7 +15,13 @@ class LocalConfig(StrictModel):
     """The local backbone: GRPO in one process on one GPU (or CPU)."""
 
     device: str = Field("auto", description="Torch device for the policy ('auto' = cuda if available, else cpu).")
-    dtype: str = Field("auto", description="Weights dtype ('auto' = bfloat16 on GPU, float32 on CPU; or float32/bfloat16/float16).")
+    dtype: Literal["auto", "float64", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description=(
+            "Weights dtype ('auto' = bfloat16 on GPU, float32 on CPU). float64 makes CPU runs reproducible whatever "
+            "rollouts share a decoding batch (used by the CI miniature; slower)."
+        ),
+    )
     max_steps: int = Field(
         0, ge=0, description="Stop after this many training steps (0 = trainer_common.total_epochs passes over the tasks)."
     )

@@ -73,7 +73,7 @@ def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtyp
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     resolved = getattr(torch, dtype, None)
     if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'")
+        raise ValueError(f"unknown dtype {dtype!r}; use 'auto', 'float64', 'float32', 'bfloat16' or 'float16'")
     return resolved
 
 
@@ -279,7 +279,8 @@ class TransformersEngine:
         new_cache = getattr(out, "cache", None)
         if new_cache is None:
             new_cache = out.past_key_values
-        return out.logits[:, -1, :].float(), new_cache
+        logits = out.logits[:, -1, :]
+        return (logits if logits.dtype == torch.float64 else logits.float()), new_cache
 
     def _decode(self, batch: list[_Request]) -> None:
         """Prefill the left-padded batch, then decode step by step, dropping finished rows."""

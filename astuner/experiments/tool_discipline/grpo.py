@@ -34,9 +34,12 @@ def command(config: Path, exp_dir: Path, overrides: list[str]) -> list[str]:
             "--exp-dir", str(exp_dir), *overrides]
 
 
-def run(argv: list[str], timeout_s: float | None = None) -> tuple[int, bool]:
-    """Run ``argv`` from the repository root; returns (exit code, whether the deadline stopped it)."""
+def run(argv: list[str], timeout_s: float | None = None, threads: int = 0) -> tuple[int, bool]:
+    """Run ``argv`` from the repository root; returns (exit code, whether the deadline stopped it).
+    ``threads`` > 0 caps the child's torch/OpenMP threads (``OMP_NUM_THREADS``)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "AGENTSCOPE_DISABLE_CONSOLE_OUTPUT": "true"}
+    if threads > 0:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.Popen(argv, cwd=REPO, env=env, start_new_session=True)
     try:

@@ -138,7 +138,12 @@ def run(profile: Profile, out: str | Path, *, device: str = "auto") -> dict[str,
     t = time.perf_counter()
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     model = AutoModelForCausalLM.from_pretrained(str(init_dir), dtype=torch.float32).to(dev)
-    sft_stats = sft.train(model, samples, profile.sft, dev)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(profile.threads or threads)
+    try:
+        sft_stats = sft.train(model, samples, profile.sft, dev)
+    finally:
+        torch.set_num_threads(threads)
     sft.save(model, tokenizer, out / "sft" / "model")
     del model
     if dev.type == "cuda":
@@ -161,7 +166,7 @@ def run(profile: Profile, out: str | Path, *, device: str = "auto") -> dict[str,
             raise RuntimeError(f"only {budget:.0f} s of the {profile.deadline_s:.0f} s deadline are left for GRPO "
                                f"(timings so far: {timings}); the earlier phases are too slow on this machine")
     _log("GRPO: " + " ".join(argv) + (f" (stopped after {budget:.0f} s if still running)" if budget else ""))
-    code, stopped = grpo.run(argv, timeout_s=budget)
+    code, stopped = grpo.run(argv, timeout_s=budget, threads=profile.threads)
     timings["grpo_s"] = time.perf_counter() - t
     if code != 0 and not stopped:
         raise RuntimeError(f"the GRPO run failed with exit code {code}")

@@ -44,6 +44,10 @@ OPENING = "I will compute this with Python."
 _STDOUT = re.compile(r"<stdout>(.*?)</stdout>", re.S)
 _NUMBER = re.compile(r"\d+")
 
+TAUGHT_BAD_CASES = {"no_print": "empty_tool_stdout", "impatient": "answer_before_tool_response",
+                    "malformed": "malformed_tool_call"}
+"""The teacher's bad behaviours and the bad case (``astuner.task_judge.bad_cases``) each one shows."""
+
 
 @dataclass(frozen=True)
 class TeacherRates:
