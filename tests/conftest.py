@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("AGENTSCOPE_DISABLE_CONSOLE_OUTPUT", "true")
+# One torch/OpenMP thread in the tests and every process they start: CI's 2 cores may be shared, and
+# with a core busy a 2-thread torch step ran 2.65x slower than idle where a 1-thread step ran 1.18x
+# (measured for the miniature's model; docs/benchmarks.md, "CI").
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
+
+pytest_plugins = ["tests.tiers"]
 
 
 def shared_path(env: str, relative: str) -> Path:

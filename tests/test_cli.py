@@ -14,6 +14,8 @@ from astuner.cli import main
 from astuner.procs import kill_registered, register
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration
+
 GOOD = "tutorial/example_math_agent/math_agent_offline.yaml"
 
 MALFORMED = {

@@ -17,6 +17,8 @@ import pytest
 from astuner.cli import main
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration
+
 SEED_YAML = """\
 astune:
   task_reader:

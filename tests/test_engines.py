@@ -17,6 +17,8 @@ from astuner.engine.scripted_engine import ScriptedEngine
 from astuner.engine.transformers_engine import TransformersEngine
 from astuner.tiny_model import build_tiny_model
 
+pytestmark = pytest.mark.integration
+
 TEXTS = [
     "Emma has 12 apples and buys 7 more. How many apples does she have?",
     "def f(x):\n    return",

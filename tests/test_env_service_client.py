@@ -19,6 +19,8 @@ from astuner.env_service import EnvClient, EnvServiceError, EnvServiceGymEnv, Re
 from astuner.env_service.example_quiz import QuizGame, answer_in, questions, task_ids
 from astuner.env_service.example_server import serve_in_thread
 
+pytestmark = pytest.mark.integration
+
 FAST = RetryPolicy(timeout_s=2.0, max_retries=2, backoff_s=0.01)
 
 

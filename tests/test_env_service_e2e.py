@@ -23,6 +23,8 @@ from astuner.cli import main
 from astuner.env_service import EnvClient
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration
+
 YAML = "tutorial/example_env_agent/env_agent.yaml"
 REWARDS = {"dev-0": (1.5, True), "dev-1": (1.5, True), "dev-2": (0.25, False), "dev-3": (0.0, False)}
 

@@ -13,7 +13,7 @@ import torch
 
 from astuner.engine.base import SamplingParams
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = pytest.mark.gpu
 
 
 def _model():

@@ -25,6 +25,8 @@ from astuner.task_judge.math_answer_as_judge import (
     verdict_is_correct,
 )
 
+pytestmark = pytest.mark.integration
+
 GSM8K_ANSWER = "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $<<9*2=18>>18 every day.\n#### 18"
 
 

@@ -20,6 +20,8 @@ import pytest
 from astuner import procs
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration
+
 TREE = (
     "import os, subprocess, sys, time\n"
     "sys.stdout.write(str(os.getpid()) + '\\n')\n"

@@ -21,6 +21,8 @@ import torch
 from astuner.cli import main
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration
+
 JUDGE = '''
 from astuner.task_judge.base_judge import BaseJudge
 

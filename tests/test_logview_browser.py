@@ -29,6 +29,8 @@ from astuner.logview import start_logview
 from tests.conftest import REPO
 from tests.test_logview_server import synthetic_rollout, write_rollouts
 
+pytestmark = pytest.mark.integration
+
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

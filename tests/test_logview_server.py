@@ -20,6 +20,8 @@ from astuner.logview.session import logview_for_run
 from astuner.procs import kill_registered
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration
+
 
 def synthetic_rollout(n_tokens: int, *, task_id: str = "t0", reward: float = 1.0, success: bool = True,
                       bad: dict | None = None, seed: int = 0) -> dict:

@@ -17,6 +17,8 @@ from astuner.tool.python_tool import effective_timeout
 from astuner.tool.sandbox import shutdown
 from tests.test_sandbox_support import assert_gone, live_processes, new_tag, parse, run_tool, tag_code
 
+pytestmark = pytest.mark.integration
+
 SLACK_S = 1.5
 
 

@@ -24,6 +24,8 @@ from astuner.ray_service import GpuCheckError, check_gpus, parse_gpu_lines, ray_
 from tests.conftest import REPO
 from tests.test_trinity_fixtures import TRINITY_MISSING, write_offline_yaml
 
+pytestmark = pytest.mark.integration
+
 NEEDS_RAY = pytest.mark.skipif(ray_cli() is None, reason="the 'ray' CLI is not installed (pip install -e '.[trinity]')")
 
 

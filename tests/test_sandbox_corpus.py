@@ -21,7 +21,7 @@ from astuner.tool import ToolLimits
 from astuner.tool.sandbox import shutdown
 from tests.test_sandbox_support import MODES, SLACK_S, assert_no_survivors, new_tag, run_sandbox, tag_code
 
-pytestmark = pytest.mark.parametrize("mode", MODES)
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("mode", MODES)]
 
 ROOT = os.getuid() == 0
 

@@ -15,6 +15,8 @@ from astuner.tool.limits import rlimits
 from astuner.tool.output import CappedBuffer
 from astuner.tool.sandbox import limit_notes
 
+pytestmark = pytest.mark.integration
+
 
 def test_hidden_dirs_cover_temp_dirs_home_and_closed_ancestors(tmp_path, monkeypatch):
     home = "/etc"  # any existing directory outside the temp dirs (a checkout may itself lie under /tmp)

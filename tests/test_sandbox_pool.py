@@ -20,6 +20,8 @@ from astuner.tool import ToolLimits, pool
 from astuner.tool.sandbox import run_python, shutdown
 from tests.test_sandbox_support import MODES, assert_gone, assert_no_survivors, run_sandbox
 
+pytestmark = pytest.mark.integration
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -21,6 +21,8 @@ import pytest
 from astuner.tool import ToolLimits, execute_python_code, use_limits
 from astuner.tool.sandbox import RunResult, run_python
 
+pytestmark = pytest.mark.integration
+
 SLACK_S = 1.0
 """A call must return within its timeout plus this (the issue's bound)."""
 

@@ -33,6 +33,8 @@ from astuner.task_reader import (
     read_task_file,
 )
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parent.parent
 DOWNLOAD_SCRIPT = REPO / "scripts" / "download_dataset.py"
 GSM8K = Path(os.environ.get("ASTUNER_TEST_GSM8K") or REPO.parent / "shared" / "data" / "gsm8k").resolve()

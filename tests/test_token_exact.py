@@ -24,6 +24,8 @@ from astuner.samples import build_samples
 from astuner.schema import check_sample_arrays
 from tests.replay import ReplayEngine
 
+pytestmark = pytest.mark.integration
+
 TOOL_REPLY = (
     "Let me compute.\n<tool_call>\n"
     + json.dumps({"name": "execute_python_code", "arguments": {"code": "print(6*3)"}})

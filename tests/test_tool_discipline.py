@@ -21,6 +21,8 @@ from astuner.experiments.tool_discipline.teacher import BAD_CASE_OF, BEHAVIOURS,
 from astuner.task_judge.bad_cases import BAD_CASES
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration
+
 CONFIG = REPO / "tutorial" / "example_math_agent" / "tool_discipline.yaml"
 
 

@@ -2,28 +2,38 @@
 
 This is the CI version of docs/tool_discipline.md (profile ``cpu``: 6 templates, a 64-wide
 3-layer model, 1600 teacher traces on problems disjoint from GRPO's and validation's, 1500 SFT
-steps, 30 GRPO steps of 8 tasks x 8 rollouts; about 6.5 minutes on 2 cores). Everything is seeded;
-batched CPU decoding is not bitwise reproducible across machines, so the assertions are margins
-set inside what the run gives. Two runs on the development VM (2 vCPU, 340-390 s): reward
--0.21 -> 0.17/0.18, success 0.06 -> 0.21/0.23, malformed tool calls 0.23 -> 0.03/0.06, empty stdout
-0.23 -> 0.04, answers before the tool response 0.09 -> 0.01. The model is too small to copy numbers well, so success stays low and its
-margin is the smallest; the claim tested is the issue's: reward rises and every bad case falls.
+steps, 30 GRPO steps of 8 tasks x 8 rollouts, validation of 40 tasks x 4 before and after).
+
+Reproducible on a given CPU: SFT runs in float32 on one thread, GRPO in float64, so which rollouts
+happen to share a decoding batch no longer changes a sampled token (``tests/test_batch_invariance.py``),
+and a rerun gives the same numbers. On another CPU (another instruction set) float32 SFT rounds
+differently and the run is a different draw. The margins below are therefore set from five
+seeds (``data_seed = model_seed = teacher_seed`` in 0..4), recorded with their numbers in
+docs/benchmarks.md ("CI: the learning miniature"): each threshold lies well inside the worst seed.
+The model is too small to copy numbers well, so success stays low and its margin is the smallest;
+the claim tested is the issue's: reward and success rise, and every bad case the teacher taught falls.
 """
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from astuner.experiments.tool_discipline.pipeline import run
 from astuner.experiments.tool_discipline.profiles import PROFILES
-from astuner.task_judge.bad_cases import BAD_CASES
+from astuner.experiments.tool_discipline.teacher import TAUGHT_BAD_CASES
 
-REWARD_GAIN = 0.2
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+REWARD_GAIN = 0.15
+"""Validation mean reward must rise by at least this much ..."""
 SUCCESS_GAIN = 0.05
+"""... success rate by at least this much ..."""
 BAD_CASE_FACTOR = 2.0
-"""Each bad case's validation rate must at least halve ..."""
-TOTAL_BAD_CASE_FACTOR = 3.0
-"""... and their sum fall at least threefold."""
+"""... each taught bad case's rate at least halve ..."""
+TOTAL_BAD_CASE_FACTOR = 2.0
+"""... and their sum fall at least this many times."""
 
 
 def test_cpu_miniature_training_raises_reward_and_cuts_every_bad_case(tmp_path, monkeypatch):
@@ -31,20 +41,21 @@ def test_cpu_miniature_training_raises_reward_and_cuts_every_bad_case(tmp_path, 
     out = tmp_path / "tool_discipline"
     results = run(PROFILES["cpu"], out)
     before, after = results["before"], results["after"]
+    taught = list(TAUGHT_BAD_CASES.values())
 
     assert results["teacher"]["failed"] == 0
-    for name in BAD_CASES:
+    for name in taught:
         assert results["teacher"][f"bad_case/{name}"] > 0.05, f"the teacher must show {name}"
     assert results["steps_trained"] == results["validated_at_step"] == 30 and not results["grpo_stopped_at_deadline"]
 
     assert after["reward_mean"] >= before["reward_mean"] + REWARD_GAIN, (before, after)
     assert after["success_rate"] >= before["success_rate"] + SUCCESS_GAIN, (before, after)
-    for name in BAD_CASES:
+    for name in taught:
         key = f"bad_case/{name}"
         assert before[key] > 0, f"the SFT policy must show {name} before GRPO: {before}"
         assert after[key] * BAD_CASE_FACTOR <= before[key], (name, before, after)
-    total_before = sum(before[f"bad_case/{n}"] for n in BAD_CASES)
-    total_after = sum(after[f"bad_case/{n}"] for n in BAD_CASES)
+    total_before = sum(before[f"bad_case/{n}"] for n in taught)
+    total_after = sum(after[f"bad_case/{n}"] for n in taught)
     assert total_after * TOTAL_BAD_CASE_FACTOR <= total_before, (before, after)
 
     for name in ("results.json", "results.md", "curve.png", "tokens_after.png", "grpo/training_curve.png", "sft/model/config.json"):

@@ -17,6 +17,8 @@ import torch
 from astuner.algorithm import PolicyLossConfig, kl_penalty, ppo_policy_loss, rollout_advantages
 from tests.test_trinity_fixtures import require_trinity
 
+pytestmark = pytest.mark.integration
+
 
 def _astuner_advantages(exps) -> dict:
     """astuner's per-rollout advantages for Trinity experiences (group = eid.tid, rollout = eid.rid)."""

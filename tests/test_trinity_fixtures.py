@@ -31,6 +31,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration
+
 TUTORIAL = REPO / "tutorial" / "example_math_agent"
 TRINITY_MISSING = importlib.util.find_spec("trinity") is None
 SKIP_REASON = "trinity-rft is not installed (pip install -e '.[trinity]'; .ci/run installs it)"

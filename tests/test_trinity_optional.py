@@ -14,7 +14,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
 
 BLOCKED_RUN = textwrap.dedent(
     """

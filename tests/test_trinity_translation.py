@@ -7,6 +7,8 @@ import pytest
 from astuner.backbone.trinity.config import TranslationError, deep_merge, trainer_gpus, translate
 from astuner.config import load_config, prepare_experiment
 
+pytestmark = pytest.mark.integration
+
 BASE = """\
 astuner:
   experiment_name: tr

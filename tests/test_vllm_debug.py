@@ -22,6 +22,8 @@ from astuner.cli import main
 from tests.conftest import REPO
 from tests.test_vllm_server import FAKE_BIN, fake_vllm  # noqa: F401 - fixture
 
+pytestmark = pytest.mark.integration
+
 CONF = "tutorial/example_math_agent/math_agent_offline.yaml"
 REPLIES = [
     "I will compute this with Python.\n<tool_call>\n"

@@ -14,10 +14,14 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from astuner.cli import main
 from tests.conftest import REPO
 from tests.test_vllm_debug import cache, scripted  # noqa: F401 - fixtures
 from tests.test_vllm_server import fake_vllm  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.integration
 
 JUDGE = '''
 from astuner.task_judge.base_judge import BaseJudge

@@ -36,6 +36,8 @@ from astuner.engine.vllm_server import (
 )
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.integration
+
 FAKE_BIN = REPO / "tests" / "fake_vllm"
 
 
