@@ -7,11 +7,13 @@ steps, 30 GRPO steps of 8 tasks x 8 rollouts, validation of 40 tasks x 4 before 
 Reproducible on a given CPU: SFT runs in float32 on one thread, GRPO in float64, so which rollouts
 happen to share a decoding batch no longer changes a sampled token (``tests/test_batch_invariance.py``),
 and a rerun gives the same numbers. On another CPU (another instruction set) float32 SFT rounds
-differently and the run is a different draw. The margins below are therefore set from five
-seeds (``data_seed = model_seed = teacher_seed`` in 0..4), recorded with their numbers in
-docs/benchmarks.md ("CI: the learning miniature"): each threshold lies well inside the worst seed.
-The model is too small to copy numbers well, so success stays low and its margin is the smallest;
-the claim tested is the issue's: reward and success rise, and every bad case the teacher taught falls.
+differently and the run is a different draw. The margins below were checked on five seeds
+(``data_seed = model_seed = teacher_seed`` in 0..4; numbers in docs/benchmarks.md, "CI: the
+learning miniature"), and every seed clears every one: reward +0.27 at worst (asked +0.2), each
+taught bad case cut 2.4x at worst (asked 2x), their sum 3.8x (asked 3x). Success is the weak signal
+(the model is too small to copy numbers well): +0.056 at worst, within about one standard error of
+a 160-rollout rate, so the test asks +0.025, half the worst seed. The claim tested is the issue's:
+reward and success rise, and every bad case the teacher taught falls.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ from astuner.experiments.tool_discipline.teacher import TAUGHT_BAD_CASES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-REWARD_GAIN = 0.15
+REWARD_GAIN = 0.2
 """Validation mean reward must rise by at least this much ..."""
-SUCCESS_GAIN = 0.05
+SUCCESS_GAIN = 0.025
 """... success rate by at least this much ..."""
 BAD_CASE_FACTOR = 2.0
 """... each taught bad case's rate at least halve ..."""
-TOTAL_BAD_CASE_FACTOR = 2.0
+TOTAL_BAD_CASE_FACTOR = 3.0
 """... and their sum fall at least this many times."""
 
 
