@@ -12,11 +12,17 @@
 # is already there.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-busy=0; [[ "${1:-}" == "--busy" ]] && busy=1
-log="${LOG:-/tmp/ci_wall_time$([[ $busy == 1 ]] && echo _busy).log}"
+busy=0
+if [[ "${1:-}" == "--busy" ]]; then busy=1; fi
+suffix=""
+if [[ $busy == 1 ]]; then suffix="_busy"; fi
+log="${LOG:-/tmp/ci_wall_time$suffix.log}"
 work="$(mktemp -d)"
 spinner=""
-cleanup() { [[ -n "$spinner" ]] && kill "$spinner" 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+  if [[ -n "$spinner" ]]; then kill "$spinner" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 git clone -q "$repo" "$work/astuner"
 python -m venv "$work/venv"
