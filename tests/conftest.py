@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,12 @@ os.environ.setdefault("AGENTSCOPE_DISABLE_CONSOLE_OUTPUT", "true")
 # with a core busy a 2-thread torch step ran 2.65x slower than idle where a 1-thread step ran 1.18x
 # (measured for the miniature's model; docs/benchmarks.md, "CI").
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tests that press Ctrl-C on a child (SIGINT) need the child to take it. A shell that starts `.ci/run`
+# in the background with job control off starts it with SIGINT ignored, an ignored signal stays
+# ignored across exec, and Python then never raises KeyboardInterrupt. A handled signal is reset to
+# the default in children, so handle it here (the handler is Python's own).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -153,7 +153,7 @@ def test_trinity_launch_stops_cleanly_on_a_cluster_without_gpus(ray_env, tmp_pat
     run = _cli(["--conf", str(conf), "--backbone=trinity", "--exp-dir", str(tmp_path / "exp"), "--with-ray",
                 "--skip-gpu-check"], env)
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
-    assert f"started Ray head 127.0.0.1:{port}" in run.stdout
+    assert f"started Ray head 127.0.0.1:{port}" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Trinity config" in run.stdout and "checked by Trinity" in run.stdout
     assert "the Ray cluster has 0 GPU(s) but the config asks for 2" in run.stderr
     (exp,) = (tmp_path / "exp").iterdir()
