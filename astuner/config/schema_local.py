@@ -18,8 +18,8 @@ class LocalConfig(StrictModel):
     dtype: Literal["auto", "float64", "float32", "bfloat16", "float16"] = Field(
         "auto",
         description=(
-            "Weights dtype ('auto' = bfloat16 on GPU, float32 on CPU). float64 makes CPU runs reproducible whatever "
-            "rollouts share a decoding batch (used by the CI miniature; slower)."
+            "Weights dtype ('auto' = bfloat16 on GPU, float32 on CPU). float64 makes CPU decoding independent of "
+            "which rollouts share a batch (used by the CI miniature; slower)."
         ),
     )
     max_steps: int = Field(

@@ -3,12 +3,12 @@
 Why two profiles of one pipeline: CI must show on 2 CPU cores, in minutes, that the same code
 path (generated data → teacher traces → SFT → ``--backbone=local`` GRPO → evaluation) moves the
 metrics the right way; the GPU run measures it against the seed's targets at the largest size
-that fits one 10-minute device call. Everything is seeded. The cpu profile is reproducible on a
-given CPU: SFT runs in float32 on one thread (deterministic kernels, fixed batches), and GRPO in
-float64 (``local.dtype``), where a decoded row's logits differ between batch compositions only at
-~1e-16, far below what could flip a sampled token, so which rollouts happen to share a decoding
-batch no longer matters (reruns checked in docs/benchmarks.md). The gpu profile is not
-reproducible: in bf16 batched decoding depends on which rollouts share a batch, and GPU kernels
+that fits one 10-minute device call. Everything is seeded. In the cpu profile SFT runs in float32
+on one thread (deterministic kernels, fixed batches: it reproduces exactly), and GRPO in float64
+(``local.dtype``), where a decoded row's logits differ between batch compositions only at ~1e-16,
+far below what could flip a sampled token, so which rollouts happen to share a decoding batch no
+longer matters. Not guaranteed: identical GRPO reruns (they still drift apart slightly, cause not
+yet found; docs/benchmarks.md). The gpu profile is not reproducible either: in bf16 batched decoding depends on which rollouts share a batch, and GPU kernels
 are not deterministic.
 
 ``grpo_overrides`` are ``KEY=VALUE`` overrides on ``tutorial/example_math_agent/tool_discipline.yaml``
