@@ -15,7 +15,7 @@ in docs/benchmarks.md, "CI: the learning miniature"), at about 1.3x inside the w
 +0.2375 at worst (asked +0.15), each taught bad case cut 1.93x at worst (asked 1.5x), their sum
 2.64x (asked 2x), success +0.056 (asked +0.025). They were higher (+0.2, 2x, 3x, +0.05) until a
 rerun of seed 0 cut empty_tool_stdout only 1.93x: with GRPO reruns drifting, those bars failed
-about one run in four. Raising them again needs the GRPO phase made reproducible first. The claim tested is the issue's:
+one of the eight runs (one of three seed-0 reruns). Raising them again needs the GRPO phase made reproducible first. The claim tested is the issue's:
 reward and success rise, and every bad case the teacher taught falls.
 """
 
