@@ -24,6 +24,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+commit="$(git -C "$repo" rev-parse --short HEAD)"
 git clone -q "$repo" "$work/astuner"
 python -m venv "$work/venv"
 if [[ $busy == 1 ]]; then
@@ -37,6 +38,6 @@ set +e
 ( source "$work/venv/bin/activate" && export PIP_NO_CACHE_DIR=1 && cd "$work/astuner" && bash .ci/run ) >"$log" 2>&1
 code=$?
 set -e
-echo "commit $(git -C "$repo" rev-parse --short HEAD), busy=$busy, exit $code, wall $((SECONDS - start)) s; log $log"
+echo "commit $commit, busy=$busy, exit $code, wall $((SECONDS - start)) s; log $log"
 grep -E "^ci: |^tiers: |passed|failed" "$log" | tail -15
 exit $code
