@@ -80,7 +80,13 @@ from pathlib import Path
 from typing import Any
 
 from astuner.backbone.runtime import model_path as resolve_model_path
-from astuner.backbone.trinity.layout import COLOCATE_GPU_MEMORY_UTILIZATION, Layout, LayoutError, plan_layout
+from astuner.backbone.trinity.layout import (
+    COLOCATE_GPU_MEMORY_UTILIZATION,
+    Layout,
+    LayoutError,
+    dotted_get,
+    plan_layout,
+)
 from astuner.config.schema import Config
 
 WORKFLOW_NAME = "astuner_workflow"
@@ -116,15 +122,6 @@ def deep_merge(base: dict, override: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def _get(data: dict, dotted: str, default: Any = None) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def _abs(path: str) -> str:
@@ -245,11 +242,11 @@ def translate(config: Config, exp_dir: Path, *, with_validation: bool = True, la
 def _recompute(config: Config, data: dict, user: dict) -> None:
     """Computed keys follow the ``trinity:`` values they depend on (unless the user set them too)."""
     r = config.astuner.rollout
-    if _get(user, "buffer.train_batch_size") is None:
+    if dotted_get(user, "buffer.train_batch_size") is None:
         data["buffer"]["train_batch_size"] = (
             int(data["buffer"]["batch_size"]) * int(data["algorithm"]["repeat_times"]) * r.multi_turn.expected_steps
         )
-    if _get(user, "explorer.runner_per_model") is None:
+    if dotted_get(user, "explorer.runner_per_model") is None:
         engines = int(data["explorer"]["rollout_model"].get("engine_num", 1) or 1)
         data["explorer"]["runner_per_model"] = max(1, min(r.max_env_worker, 128) // engines)
 
@@ -258,8 +255,8 @@ def trainer_gpus(data: dict) -> int:
     """GPUs the trainer trains on: all GPUs minus the rollout engines' (upstream's ``fsdp`` count); 1 in colocate mode."""
     if data.get("mode") == "colocate":
         return 1
-    world = int(_get(data, "cluster.gpu_per_node", 0) or 0) * int(_get(data, "cluster.node_num", 0) or 0)
-    rollout = _get(data, "explorer.rollout_model", {}) or {}
+    world = int(dotted_get(data, "cluster.gpu_per_node", 0) or 0) * int(dotted_get(data, "cluster.node_num", 0) or 0)
+    rollout = dotted_get(data, "explorer.rollout_model", {}) or {}
     per_engine = (int(rollout.get("tensor_parallel_size", 1) or 1) * int(rollout.get("data_parallel_size", 1) or 1)
                   * int(rollout.get("pipeline_parallel_size", 1) or 1))
     return world - per_engine * int(rollout.get("engine_num", 1) or 1)
@@ -267,10 +264,10 @@ def trainer_gpus(data: dict) -> int:
 
 def _batch_guard(data: dict, user: dict, notes: list[str]) -> None:
     fsdp = trainer_gpus(data)
-    size = int(_get(data, "buffer.train_batch_size", 0) or 0)
+    size = int(dotted_get(data, "buffer.train_batch_size", 0) or 0)
     if fsdp <= 0 or size <= 0 or size % fsdp == 0:
         return
-    if _get(user, "buffer.train_batch_size") is not None:
+    if dotted_get(user, "buffer.train_batch_size") is not None:
         raise TranslationError(
             f"trinity.buffer.train_batch_size = {size} is not a multiple of the {fsdp} trainer GPUs "
             f"(cluster GPUs minus rollout engines); use a multiple of {fsdp}"

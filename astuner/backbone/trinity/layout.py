@@ -92,12 +92,12 @@ class Layout:
         return f"{self.mode}: {engines}{how} + {self.trainer_gpus} trainer GPU(s) of {self.total_gpus}"
 
 
-def _user(user: dict[str, Any], dotted: str) -> Any:
-    """The value the ``trinity:`` block sets at ``dotted``, or None."""
-    node: Any = user
+def dotted_get(data: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """The value a nested dict (a ``trinity:`` block, a Trinity config) holds at ``a.b.c``, or ``default``."""
+    node: Any = data
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
-            return None
+            return default
         node = node[part]
     return node
 
@@ -122,7 +122,7 @@ def plan_layout(config: Config) -> Layout:
     tc, r = config.astuner.trainer_common, config.astuner.rollout
 
     def pick(trinity_path: str, astuner_path: str, default: Any) -> int:
-        value = _user(user, trinity_path)
+        value = dotted_get(user, trinity_path)
         return _positive(default if value is None else value, _key(user, trinity_path, astuner_path))
 
     node_num = pick("cluster.node_num", "trainer_common.nnodes", tc.nnodes)
@@ -132,11 +132,11 @@ def plan_layout(config: Config) -> Layout:
     per_engine = tensor_parallel
     for name in ("data_parallel_size", "pipeline_parallel_size"):
         per_engine *= pick(f"{_ROLLOUT}.{name}", f"{_ROLLOUT}.{name}", 1)
-    if _user(user, f"{_ROLLOUT}.engine_type") in ENGINELESS_TYPES:
+    if dotted_get(user, f"{_ROLLOUT}.engine_type") in ENGINELESS_TYPES:
         per_engine = 0
     total = node_num * gpu_per_node
-    mode = str(_user(user, "mode") or ("colocate" if total == 1 and per_engine else "both"))
-    chosen = _user(user, f"{_ROLLOUT}.engine_num") is None and r.n_vllm_engine == 0
+    mode = str(dotted_get(user, "mode") or ("colocate" if total == 1 and per_engine else "both"))
+    chosen = dotted_get(user, f"{_ROLLOUT}.engine_num") is None and r.n_vllm_engine == 0
     if not chosen:
         engines = pick(f"{_ROLLOUT}.engine_num", "rollout.n_vllm_engine", r.n_vllm_engine)
     elif mode == "colocate" or not per_engine:
@@ -150,7 +150,7 @@ def plan_layout(config: Config) -> Layout:
 
 def _key(user: dict[str, Any], trinity_path: str, astuner_path: str) -> str:
     """The key that set a value: ``trinity.<path>`` when the ``trinity:`` block has it, else ``astuner.<path>``."""
-    return f"trinity.{trinity_path}" if _user(user, trinity_path) is not None else f"astuner.{astuner_path}"
+    return f"trinity.{trinity_path}" if dotted_get(user, trinity_path) is not None else f"astuner.{astuner_path}"
 
 
 def check_layout(layout: Layout, config: Config) -> None:
@@ -161,7 +161,7 @@ def check_layout(layout: Layout, config: Config) -> None:
     engine_key = _key(user, f"{_ROLLOUT}.engine_num", "rollout.n_vllm_engine")
     tp_key = _key(user, f"{_ROLLOUT}.tensor_parallel_size", "rollout.tensor_model_parallel_size")
     sp_key = _key(user, "trainer.ulysses_sequence_parallel_size", "trainer_common.ulysses_sequence_parallel_size")
-    sp = (_user(user, "trainer.ulysses_sequence_parallel_size")
+    sp = (dotted_get(user, "trainer.ulysses_sequence_parallel_size")
           or config.astuner.trainer_common.ulysses_sequence_parallel_size)
     total = layout.total_gpus
     if layout.mode == "colocate":
