@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 
 import pytest
 
 from astuner.tool import ToolLimits, current_limits, execute_python_code, use_limits
+from astuner.tool.isolation import BWRAP_SCRATCH_NAME
 from astuner.tool.python_tool import effective_timeout
 from astuner.tool.sandbox import shutdown
 from tests.test_sandbox_support import assert_gone, live_processes, new_tag, parse, run_tool, tag_code
@@ -139,6 +141,16 @@ def test_cwd_is_scratch_dir_and_removed():
     assert rc == 0 and cwd == home and cwd != os.getcwd()
     assert os.path.basename(cwd).startswith("astuner_py_")
     assert not os.path.exists(cwd)
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_bwrap_traceback_is_the_same_in_every_sandbox():
+    """A traceback names the program's path; under bwrap that path is fixed, so a rollout whose
+    tool output holds a traceback reproduces exactly (two runs of one seed once differed here)."""
+    limits = ToolLimits(isolation="bwrap")
+    first, second = run("print(32 //  // 8)", limits)[0], run("print(32 //  // 8)", limits)[0]
+    assert first == second
+    assert f"/{BWRAP_SCRATCH_NAME}/main.py" in first and "SyntaxError" in first
 
 
 def test_model_timeout_cannot_exceed_limit():

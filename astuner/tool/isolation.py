@@ -123,6 +123,10 @@ def _is_temp_dir(path: str) -> bool:
     return path in temps
 
 
+BWRAP_SCRATCH_NAME = "astuner_py_sandbox"
+"""The scratch dir's name inside a bwrap sandbox's private temporary directory (the same in every sandbox)."""
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
     """Everything needed to start one sandbox's supervisor."""
@@ -146,7 +150,12 @@ def worker_spec(mode: str, scratch_mb: int, uid: int | None) -> WorkerSpec:
         (d, scratch_bytes if _is_temp_dir(d) else _MOUNT_POINT_TMPFS_BYTES, 0o1777 if _is_temp_dir(d) else 0o755)
         for d in hidden
     ]
-    scratch = os.path.join(tempfile.gettempdir(), f"astuner_py_{secrets.token_hex(6)}")
+    # Under bwrap the temporary directory is the sandbox's own tmpfs (``hidden_dirs``), so one fixed
+    # name cannot collide, and a program's output that shows its path (a traceback) is the same
+    # in every run: rollouts stay reproducible. The 'process' fallback shares the host's /tmp and
+    # needs a unique name (its tracebacks then differ between runs).
+    name = BWRAP_SCRATCH_NAME if mode == "bwrap" else f"astuner_py_{secrets.token_hex(6)}"
+    scratch = os.path.join(tempfile.gettempdir(), name)
     config = {
         "mode": mode,
         "uid": uid,
