@@ -76,7 +76,15 @@ def test_seed_yaml_converts_to_a_config_trinity_accepts(tmp_path):
     assert checked.buffer.batch_size == a.data.train_batch_size == 32
     # computed from the final values: 32 tasks * repeat_times 6 (the trinity: block's) * 1 expected step,
     # already a multiple of the 8 - 4 = 4 trainer GPUs (n_vllm_engine unset: half the 8 GPUs run engines)
-    assert checked.buffer.train_batch_size == 192 and translation.notes == []
+    assert checked.buffer.train_batch_size == 192
+    assert not any("train_batch_size" in n for n in translation.notes)
+    # without flash_attn (not installed here) Trinity's checked config trains with sdpa, unpadded batches off
+    assert checked.trainer.use_remove_padding is False
+    assert checked.trainer.trainer_config["model"]["override_config"]["attn_implementation"] == "sdpa"
+    from trinity.trainer.verl.config import build_verl_config
+
+    verl = build_verl_config(checked)  # what verl's workers receive
+    assert verl.model.override_config.attn_implementation == "sdpa" and verl.model.use_remove_padding is False
     assert checked.explorer.runner_per_model == min(a.rollout.max_env_worker, 128) // 4 == 32
     assert checked.explorer.rollout_model.engine_num == 4 and checked.cluster.trainer_gpu_num == 4
     assert checked.explorer.rollout_model.enable_openai_api is True

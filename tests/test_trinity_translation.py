@@ -35,7 +35,8 @@ def test_computed_keys_and_the_batch_guard(tmp_path):
     # 32 * 4 * 1 = 128 samples per step; 8 GPUs - 1 engine = 7 trainer GPUs -> raised to 133
     assert trainer_gpus(d) == 7
     assert d["buffer"]["train_batch_size"] == 133
-    assert t.notes == ["buffer.train_batch_size raised from 128 to 133, the next multiple of the 7 trainer GPUs"]
+    assert [n for n in t.notes if "flash_attn" not in n] == [
+        "buffer.train_batch_size raised from 128 to 133, the next multiple of the 7 trainer GPUs"]
     assert d["explorer"]["runner_per_model"] == 128  # min(200, 128) // 1
     assert d["cluster"] == {"node_num": 1, "gpu_per_node": 8}
     assert d["checkpoint_root_dir"] == str(tmp_path / "ckpt")
@@ -54,7 +55,8 @@ def test_user_trinity_block_wins_and_computed_keys_follow_it(tmp_path):
 
 def test_user_train_batch_size_is_never_changed(tmp_path):
     t = _translate(tmp_path, "trinity:\n  buffer: {train_batch_size: 140}")
-    assert t.data["buffer"]["train_batch_size"] == 140 and t.notes == []
+    assert t.data["buffer"]["train_batch_size"] == 140
+    assert [n for n in t.notes if "flash_attn" not in n] == []
     with pytest.raises(TranslationError, match="not a multiple of the 7 trainer GPUs"):
         _translate(tmp_path, "trinity:\n  buffer: {train_batch_size: 130}")
 
@@ -71,3 +73,29 @@ def test_deep_merge_replaces_lists_and_scalars():
     base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
     assert deep_merge(base, {"a": {"c": [3]}, "d": {"x": 1}}) == {"a": {"b": 1, "c": [3]}, "d": {"x": 1}}
     assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_trainer_attention_follows_whether_flash_attn_is_installed(tmp_path, monkeypatch, installed):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: (object() if installed else None) if name == "flash_attn" else real(name, *a))
+    t = _translate(tmp_path)
+    trainer = t.data["trainer"]
+    if installed:  # Trinity's defaults (flash_attention_2, remove padding) stand
+        assert "trainer_config" not in trainer and "use_remove_padding" not in trainer
+        assert not any("flash_attn" in n for n in t.notes)
+    else:
+        assert trainer["use_remove_padding"] is False
+        assert trainer["trainer_config"]["model"]["override_config"]["attn_implementation"] == "sdpa"
+        assert any("flash_attn is not installed" in n for n in t.notes)
+
+
+def test_user_attention_choice_wins(tmp_path):
+    block = "trinity:\n  trainer: {use_remove_padding: true, trainer_config: {model: {override_config: {attn_implementation: eager}}}}"
+    t = _translate(tmp_path, block)
+    assert t.data["trainer"]["use_remove_padding"] is True
+    assert t.data["trainer"]["trainer_config"]["model"]["override_config"]["attn_implementation"] == "eager"
+    assert not any("flash_attn" in n for n in t.notes)

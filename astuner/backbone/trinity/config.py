@@ -52,6 +52,12 @@
    ``/v1/completions`` with token ids) and does not record history;
    ``model.enable_prompt_truncation: false`` (astuner never lets Trinity cut a prompt);
    ``explorer.max_repeat_times_per_runner: 1`` (a group's rollouts run on different runners).
+   **Trainer attention**: Trinity's trainer (verl) loads the policy with ``flash_attention_2`` and
+   unpads batches with ``flash_attn``'s helpers. Where the ``flash_attn`` package is not importable
+   on the launching machine (it has no wheels on PyPI; the GPU image has none), astuner sets
+   ``trainer.use_remove_padding: false`` and ``trainer.trainer_config.model.override_config.
+   attn_implementation: sdpa`` and says so in a note; with ``flash_attn`` installed, Trinity's
+   defaults stand. Not guaranteed: that Ray workers on other nodes have the same packages.
 2. **The user's ``trinity:`` block wins**: it is merged over the computed values key by key
    (mappings merge, lists and scalars replace). Upstream applied its mapping *after* the user's
    block, silently overriding it; astuner does the opposite, so ``trinity.algorithm.repeat_times:
@@ -74,6 +80,7 @@ and it creates ``checkpoint_job_dir`` on disk.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +105,8 @@ LAUNCH_DIR_ENV = "ASTUNER_LAUNCH_DIR"
 PLUGIN_DIR = Path(__file__).resolve().parent / "plugins"
 TRINITY_CONFIG_NAME = "trinity_config.yaml"
 BACKUP_NAME = "yaml_backup.yaml"
+SDPA = "sdpa"
+"""The trainer's attention implementation when ``flash_attn`` is not installed (PyTorch's own kernels)."""
 
 
 class TranslationError(ValueError):
@@ -207,6 +216,9 @@ def computed(config: Config, exp_dir: Path, layout: Layout, *, with_validation: 
     if layout.mode == "colocate":
         data["explorer"]["rollout_model"]["gpu_memory_utilization"] = COLOCATE_GPU_MEMORY_UTILIZATION
         data["synchronizer"]["sync_method"] = "memory"
+    if importlib.util.find_spec("flash_attn") is None:
+        data["trainer"]["use_remove_padding"] = False
+        data["trainer"]["trainer_config"] = {"model": {"override_config": {"attn_implementation": SDPA}}}
     if with_validation:
         v = r.val_kwargs
         data["buffer"]["explorer_input"]["eval_tasksets"] = [
@@ -235,6 +247,8 @@ def translate(config: Config, exp_dir: Path, *, with_validation: bool = True, la
     data = deep_merge(computed(config, exp_dir, layout, with_validation=with_validation, launch_dir=launch_dir), user)
     _recompute(config, data, user)
     notes: list[str] = []
+    if dotted_get(data, "trainer.trainer_config.model.override_config.attn_implementation") == SDPA:
+        notes.append("flash_attn is not installed: Trinity's trainer uses sdpa attention without remove-padding")
     _batch_guard(data, user, notes)
     return Translation(data, layout, notes)
 
