@@ -6,7 +6,8 @@
 # a pyenv 3.12): pip evaluates environment markers such as `python_version > "3.11"` against the
 # interpreter that runs it, whatever --python-version says.
 #
-# What it ships: astuner's dependencies with the [trinity] and [vllm] extras of pyproject.toml, vLLM
+# What it ships (less the wheels of scripts/gpu_wheelhouse_drop.txt, which the run does not import or the
+# image already has; GPU_WHEELHOUSE_FULL=1 keeps them): astuner's dependencies with the [trinity] and [vllm] extras of pyproject.toml, vLLM
 # pinned to 0.23.0 (the last of Trinity 0.6.0's range, the one built for torch 2.11.0), every other
 # version taken from constraints.txt (the CI lock) where vLLM allows it, resolved for CPython 3.12 on
 # manylinux x86-64. Left out: torch, torchvision, torchaudio, triton and the nvidia-* wheels torch
@@ -104,6 +105,22 @@ EOF
 echo "gpu_wheelhouse: downloading $(wc -l < "$work/urls.txt") wheels into $out/"
 xargs -a "$work/urls.txt" "$py" -m pip download -q --no-deps "${target[@]}" -d "$out" 2>&1 | quiet
 [ "$(ls "$out" | grep -c '^numpy-2')" = 1 ] || { echo "gpu_wheelhouse: expected one numpy 2 wheel in $out" >&2; exit 1; }
+if [ "${GPU_WHEELHOUSE_FULL:-0}" != 1 ]; then
+  echo "gpu_wheelhouse: leaving out the wheels of scripts/gpu_wheelhouse_drop.txt (GPU_WHEELHOUSE_FULL=1 keeps them)"
+  for prefix in $(grep -v -e '^#' -e '^$' scripts/gpu_wheelhouse_drop.txt); do rm -f "$out/$prefix"-[0-9]*.whl; done
+  # xgrammar's wheel carries a 65 MB static archive (lib/libxgrammar.a) that nothing loads at run time
+  "$py" - "$out"/xgrammar-*.whl <<'PY'
+import sys, zipfile
+path = sys.argv[1]
+with zipfile.ZipFile(path) as src:
+    items = [(i, src.read(i)) for i in src.infolist() if not i.filename.endswith("/lib/libxgrammar.a")]
+with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+    for info, data in items:
+        if info.filename.endswith(".dist-info/RECORD"):
+            data = b"".join(line for line in data.splitlines(True) if b"/lib/libxgrammar.a," not in line)
+        dst.writestr(info, data)
+PY
+fi
 echo "gpu_wheelhouse: checking that pip takes every wheel, one version each, for CPython 3.12 x86-64 (dry run)"
 "$py" -m pip install -q --dry-run --no-index --no-deps --ignore-installed "${target[@]}" --target "$work/none" \
   "$out"/*.whl 2>&1 | quiet

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The issue-16 runs on one GPU machine, one stage per device call (each fits the 10-minute limit):
+#
+#   bash benchmarks/trinity_gpu.sh install      unpack the carried wheel set (/tmp/parts), install it into
+#                                                /tmp/site, check the imports, print versions and the GPU
+#   bash benchmarks/trinity_gpu.sh experiment   the tool-discipline experiment, profile gpu, into /tmp/td:
+#                                                teacher traces, SFT (the checkpoint every later stage starts
+#                                                from) and GRPO with --backbone=local (the local baseline)
+#   bash benchmarks/trinity_gpu.sh trinity      astuner --backbone=trinity --with-ray from /tmp/td/sft/model,
+#                                                the same config and data, STEPS GRPO steps (default 20)
+#   bash benchmarks/trinity_gpu.sh vllm         the same with --backbone=local and rollout.engine.type=vllm
+#
+# Shipping the stack (here, once): scripts/gpu_wheelhouse.sh; then
+#   mkdir -p /tmp/gpu_carry/debs && cp -r .gpu_wheelhouse /tmp/gpu_carry/wheels
+#   (cd /tmp/gpu_carry/debs && apt-get download bubblewrap)      # the sandbox's bwrap, unpacked to /tmp/bwrap
+#   ../shared/device/chunked_carry.sh /tmp/gpu_carry 60           # 9 parts; one device call each, back to back
+# and the install stage with SUM=<the stream sha256 it printed> in the call that carries the last part.
+# Run from the repository root on the GPU machine; every stage after `install` needs the same warm machine
+# (/tmp/site and /tmp/td live there). The machine goes back after ~30 s idle: a stage that ends while you
+# are not ready to send the next call loses both (seen 2026-12-06). TD=DIR points the later stages at an
+# SFT checkpoint + data carried from elsewhere (DIR/sft/model, DIR/data/{train,val}.jsonl). Each stage writes its log, a GPU-memory trace (nvidia-smi every
+# 0.5 s) and the processes left afterwards (`ps`, which must show no ray, raylet, gcs_server or vllm) under
+# $OUT/<stage>/, and packs the run directory into $OUT/<stage>.tgz. benchmarks/trinity_gpu_report.py turns
+# those into docs/results/trinity_gpu.{md,json}.
+set -uo pipefail
+stage=${1:?usage: trinity_gpu.sh install|experiment|trinity|vllm}
+STEPS=${STEPS:-20}
+OUT=${OUT:-/tmp/out}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+export PYTHONPATH=/tmp/site:$repo PATH=/tmp/site/bin:/tmp/bwrap/usr/bin:$PATH PYTHONUNBUFFERED=1
+export AGENTSCOPE_DISABLE_CONSOLE_OUTPUT=true VLLM_USE_FLASHINFER_SAMPLER=0
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+dir=$OUT/$stage
+mkdir -p "$dir"
+
+TD=${TD:-/tmp/td}
+CONF=tutorial/example_math_agent/tool_discipline.yaml
+DATA=(
+  "astuner.task_reader.dataset_file.training.file_path=$TD/data/train.jsonl"
+  "astuner.task_reader.dataset_file.validation.file_path=$TD/data/val.jsonl"
+  "astuner.model.path=$TD/sft/model"
+  "astuner.python_tool.pool_size=16"
+  "astuner.trainer_common.test_freq=$STEPS"
+  "astuner.trainer_common.n_gpus_per_node=1"
+)
+
+gpu_trace() { nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 500 > "$dir/gpu_mem.csv" 2>/dev/null & echo $!; }
+leftovers() {  # processes a run must not leave behind
+  sleep 3
+  ps -eo pid,ppid,etimes,cmd | grep -E 'ray|raylet|gcs_server|vllm|launcher.py|astuner' | grep -v -E 'grep|trinity_gpu.sh' > "$dir/leftover_ps.txt"
+  echo "leftover processes: $(wc -l < "$dir/leftover_ps.txt")"; cat "$dir/leftover_ps.txt"
+}
+DEADLINE=${DEADLINE:-540}   # seconds a run may take before SIGTERM (then SIGKILL 20 s later)
+timed() {  # timed NAME CMD...: run under the deadline, log, report wall time and exit code
+  local name=$1; shift
+  local t0=$SECONDS trace; trace=$(gpu_trace)
+  echo "+ $*" | tee "$dir/$name.cmd"
+  timeout -k 20 "$DEADLINE" "$@" > "$dir/$name.log" 2>&1; local rc=$?
+  kill "$trace" 2>/dev/null
+  echo "$name: exit $rc after $((SECONDS - t0)) s; peak GPU MiB $(cut -d, -f2 "$dir/gpu_mem.csv" | tr -dc '0-9\n' | sort -n | tail -1)"
+  tail -n 25 "$dir/$name.log"
+  return $rc
+}
+
+case $stage in
+install)
+  t0=$SECONDS
+  if [ -n "${SUM:-}" ] && [ "$(cat /tmp/parts/* | sha256sum | cut -c1-16)" != "$SUM" ]; then
+    echo "install: the parts in /tmp/parts do not add up to sha256 $SUM: $(ls /tmp/parts)"; exit 1
+  fi
+  mkdir -p /tmp/carried && cat /tmp/parts/* | tar -xf - -C /tmp/carried || exit 1
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/carried/wheels/*.whl 2>&1 | tail -3
+  for d in /tmp/carried/debs/*.deb; do [ -e "$d" ] && dpkg -x "$d" /tmp/bwrap; done
+  echo "install: $((SECONDS - t0)) s"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 - <<'EOF' 2>&1 | tee "$dir/versions.txt"
+import importlib, shutil
+for name in ("torch", "numpy", "transformers", "vllm", "ray", "trinity", "verl", "agentscope", "datasets", "pandas", "pyarrow", "numba"):
+    try:
+        m = importlib.import_module(name)
+        print(name, getattr(m, "__version__", "?"), m.__file__)
+    except Exception as exc:
+        print(name, "FAILED", type(exc).__name__, exc)
+print("bwrap", shutil.which("bwrap"))
+import trinity.cli.launcher, vllm.entrypoints.openai.api_server, verl.trainer.ppo.ray_trainer  # noqa: E401,F401
+print("imports ok")
+EOF
+  ;;
+experiment)
+  timed experiment python3 -m astuner.experiments.tool_discipline --profile gpu --out "$TD"
+  rc=$?
+  leftovers
+  tar -czf "$OUT/experiment.tgz" -C "$TD" results.json results.md grpo/metrics.jsonl grpo/yaml_backup.yaml curve.png 2>/dev/null
+  tar -czf "$OUT/sft_checkpoint.tgz" -C "$TD" sft/model data 2>/dev/null   # comes back if under 16 MiB
+  exit $rc
+  ;;
+trinity)
+  rm -rf /tmp/runs/trinity
+  timed trinity python3 launcher.py --conf "$CONF" --backbone=trinity --with-ray --exp-dir /tmp/runs/trinity \
+    "${DATA[@]}" "trinity.buffer.total_steps=$STEPS" "astuner.trainer_common.checkpoint_base_dir=/tmp/runs/trinity/ckpt"
+  rc=$?
+  leftovers
+  python3 launcher.py --kill ray > /dev/null 2>&1   # after a deadline: stop what the run left, then look again
+  leftovers
+  tar -czf "$OUT/trinity.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' -C /tmp/runs trinity 2>/dev/null
+  exit $rc
+  ;;
+vllm)
+  rm -rf /tmp/runs/vllm
+  timed vllm python3 launcher.py --conf "$CONF" --backbone=local --exp-dir /tmp/runs/vllm "${DATA[@]}" \
+    "astuner.local.max_steps=$STEPS" astuner.rollout.engine.type=vllm
+  rc=$?
+  leftovers
+  tar -czf "$OUT/vllm.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' -C /tmp/runs vllm 2>/dev/null
+  exit $rc
+  ;;
+*) echo "unknown stage $stage" >&2; exit 2 ;;
+esac
