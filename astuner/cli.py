@@ -64,10 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kill",
         default="",
-        help="'|'-separated keywords: end processes astuner itself started whose command matches "
-        "(never other processes); without --conf, only kill",
+        help="'|'-separated keywords: end processes astuner itself started (any of your runs, live or not) "
+        "whose command matches (never other processes); without --conf, only kill",
     )
-    p.add_argument("--autokill", action="store_true", help=f"same as --kill '{AUTOKILL}'")
+    p.add_argument("--autokill", action="store_true", help=f"like --kill '{AUTOKILL}', but only processes of runs that have ended (or of this run)")
     p.add_argument("--db", "--debug", dest="db", default="", help="debug tags: turns on Ray post-mortem debugging env vars")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted key paths)")
     return p
@@ -91,16 +91,18 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.backbone not in BACKBONES:
         raise UsageError(f"--backbone: unknown backbone {args.backbone!r} (choose from {', '.join(BACKBONES)})")
-    keywords = "|".join(k for k in (AUTOKILL if args.autokill else "", args.kill) if k)
-    if keywords:
-        from astuner.procs import kill
+    from astuner.procs import current_run, kill
 
-        report = kill(keywords)
+    current_run()  # this run's id, inherited by every process it starts (the registry records it)
+    for keywords, spare in ((args.kill, False), (AUTOKILL if args.autokill else "", True)):
+        if not keywords:
+            continue
+        report = kill(keywords, spare_live_runs=spare)
         for note in report.notes:
             print(f"astuner: {note}")
         pids = report.pids
         print(f"astuner: killed {len(pids)} astuner-started process(es): {pids}" if pids
-              else f"astuner: no astuner-started processes match {keywords!r}")
+              else f"astuner: no astuner-started processes match {keywords!r}" + (" outside live runs" if spare else ""))
     if not args.conf:
         if args.with_ray:
             from astuner.ray_service import with_ray_only
@@ -108,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
             return _cluster_step(with_ray_only)
         if args.with_logview:
             return _browse(args)
-        if keywords:
+        if args.kill or args.autokill:
             return 0
         raise UsageError("--conf is required (a YAML file); see astuner --help")
     if args.db:

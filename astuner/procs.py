@@ -15,6 +15,13 @@ to that record's process tree, because ``ray stop`` ends *all* Ray processes it 
 another user's cluster when run as root. Otherwise astuner skips ``ray stop``, says so, and ends
 its own tree directly (SIGTERM to ``ray start --block`` makes Ray drain and stop its daemons).
 
+Each record names the **run** that started it (``run``: ``"<pid>:<start time>"`` of the astuner
+process that began the run, kept in ``$ASTUNER_RUN`` so that processes the run starts inherit it).
+``kill(..., spare_live_runs=True)`` (what ``--autokill`` uses) skips the records of *other* runs that
+are still alive, so a run's ``--autokill`` clears what dead runs left behind without ending a live
+run's Ray node or vLLM server; records written before this field existed count as orphans. Plain
+``kill`` (``--kill KEYWORDS``) ends matching records of every run of this user.
+
 Never signalled: a process that is not a registered one or one of their descendants; the caller
 and its ancestors; a process owned by another user; a pid that was reused by another program since
 it was recorded (the kernel start time must still match, else the stale record is dropped).
@@ -36,6 +43,8 @@ from pathlib import Path
 
 RAY_DAEMONS = ("raylet", "gcs_server")
 """Process names (``/proc/<pid>/comm``) that mark a running Ray node."""
+RUN_ENV = "ASTUNER_RUN"
+"""Environment variable holding the current run's id (``"<pid>:<start time>"``), inherited by its processes."""
 
 
 def registry_dir() -> Path:
@@ -114,6 +123,23 @@ def _alive(rec: dict) -> bool:
     return _start_time(rec["pid"]) == rec.get("start_time") and not _is_zombie(rec["pid"])
 
 
+def current_run() -> str:
+    """This run's id: inherited through ``$ASTUNER_RUN``, else this process's (then exported for its children)."""
+    run = os.environ.get(RUN_ENV, "")
+    if not run_alive(run):
+        run = f"{os.getpid()}:{_start_time(os.getpid())}"
+        os.environ[RUN_ENV] = run
+    return run
+
+
+def run_alive(run: str) -> bool:
+    """Whether the process that began ``run`` (``"<pid>:<start time>"``) still runs (same start time)."""
+    pid, _, start = (run or "").partition(":")
+    if not (pid.isdigit() and start.isdigit()):
+        return False
+    return _start_time(int(pid)) == int(start) and not _is_zombie(int(pid))
+
+
 def register(pid: int, tag: str, command: list[str], *, kind: str = "", extra: dict | None = None) -> Path:
     """Record a process astuner started so that ``--kill`` may end it later.
 
@@ -129,6 +155,7 @@ def register(pid: int, tag: str, command: list[str], *, kind: str = "", extra: d
         "command": [str(c) for c in command],
         "kind": kind,
         "extra": extra or {},
+        "run": current_run(),
         "registered_at": time.time(),
     }
     path = registry_dir() / f"{tag}-{pid}.json"
@@ -205,15 +232,24 @@ def kill_registered(keywords: str, grace_s: float = 3.0) -> list[int]:
     return kill(keywords, grace_s).pids
 
 
-def kill(keywords: str, grace_s: float = 3.0) -> KillReport:
-    """End registered processes matching any ``|``-separated keyword, with their descendants."""
+def kill(keywords: str, grace_s: float = 3.0, *, spare_live_runs: bool = False) -> KillReport:
+    """End registered processes matching any ``|``-separated keyword, with their descendants.
+
+    ``spare_live_runs``: leave alone the records of other runs that are still alive (``--autokill``).
+    """
     words = [w.strip() for w in keywords.split("|") if w.strip()]
     report = KillReport()
     protected = _ancestors()
+    mine = current_run() if spare_live_runs else ""
     victims: list[tuple[Path, dict]] = []
     for path, rec in records():
         text = " ".join([rec.get("tag", ""), *rec.get("command", [])])
         if rec["pid"] in protected or not any(w in text for w in words):
+            continue
+        owner = rec.get("run", "")
+        if spare_live_runs and owner and owner != mine and run_alive(owner):
+            report.notes.append(f"kept pid {rec['pid']} ({rec.get('tag')}): the run that started it "
+                                f"(pid {owner.split(':')[0]}) is still alive")
             continue
         if _uid(rec["pid"]) != os.getuid():
             report.notes.append(f"skipped pid {rec['pid']} ({rec.get('tag')}): it now belongs to another user")

@@ -125,3 +125,58 @@ def test_autokill_is_the_upstream_keyword_set(tmp_path, monkeypatch, flag):
     finally:
         if vllm_like.poll() is None:
             vllm_like.kill()
+
+
+def _autokill_cli() -> subprocess.CompletedProcess:
+    """``astuner --autokill`` as a new run (no ``$ASTUNER_RUN`` inherited from the test)."""
+    env = {k: v for k, v in os.environ.items() if k != procs.RUN_ENV}
+    return subprocess.run([sys.executable, "launcher.py", "--autokill"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**env, "PYTHONPATH": str(REPO)})
+
+
+def test_autokill_spares_a_live_runs_processes_and_clears_a_dead_runs(tmp_path, monkeypatch):
+    """Two runs of one user: the second's --autokill must not end the first's vLLM server while the
+    first is alive, and must end it once the first run has died without cleaning up."""
+    monkeypatch.setenv("ASTUNER_PROCS_DIR", str(tmp_path / "procs"))
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # the first run's main process
+    server = None
+    try:
+        with open(f"/proc/{owner.pid}/stat") as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]
+        monkeypatch.setenv(procs.RUN_ENV, f"{owner.pid}:{start}")
+        server = procs.spawn([sys.executable, "-c", "import time; time.sleep(120)"], "vllm_server")
+        assert procs.find(tag="vllm_server")[0]["run"] == f"{owner.pid}:{start}"
+
+        done = _autokill_cli()
+        assert done.returncode == 0, done.stderr
+        assert f"kept pid {server.pid} (vllm_server): the run that started it (pid {owner.pid}) is still alive" in done.stdout
+        time.sleep(0.3)
+        assert server.poll() is None, "--autokill ended a live run's process"
+
+        owner.kill()
+        owner.wait()
+        done = _autokill_cli()
+        assert done.returncode == 0, done.stderr
+        assert f"killed 1 astuner-started process(es): [{server.pid}]" in done.stdout
+        assert server.wait(timeout=10) is not None
+    finally:
+        for p in (owner, server):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_plain_kill_reaches_live_runs_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASTUNER_PROCS_DIR", str(tmp_path / "procs"))
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with open(f"/proc/{owner.pid}/stat") as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]
+        monkeypatch.setenv(procs.RUN_ENV, f"{owner.pid}:{start}")
+        server = procs.spawn([sys.executable, "-c", "import time; time.sleep(120)"], "vllm_server")
+        monkeypatch.delenv(procs.RUN_ENV)
+        assert procs.kill("vllm").pids == [server.pid]  # --kill KEYWORDS: every run of this user
+        assert server.wait(timeout=10) is not None
+    finally:
+        owner.kill()
+        owner.wait()
