@@ -14,9 +14,11 @@ machine). ``check_config`` runs in two stages:
 
 Every problem is a ``ConfigError``: one line with the file and the key path (exit code 2).
 
-Not checked here: Hugging Face datasets and environment services (reading them may need the
-network), and ``model.path`` (loading a tokenizer needs transformers); the backbone reports those
-(still exit code 2), after the folder exists. Task files are read twice (here and by the
+A ``model.path`` or Hugging Face ``dataset_path`` that can only be a local folder (absolute,
+relative with a ``./``, or two or more ``/``) must exist (``config.paths``). Not checked here: Hub
+ids and environment services (reading them may need the network), and whether ``model.path`` holds
+a loadable model and tokenizer (that needs transformers); the backbone reports those (still exit
+code 2), after the folder exists. Task files are read twice (here and by the
 backbone), which costs time on very large files.
 """
 

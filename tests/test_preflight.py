@@ -145,3 +145,21 @@ def test_broken_data_files_create_nothing(broken, tmp_path, monkeypatch, capsys)
     assert code == 2 and len(err.splitlines()) == 1, err
     assert f"{name}:2" in err
     assert not (tmp_path / "exp").exists()
+
+
+@pytest.mark.parametrize(("value", "local"), [
+    ("Qwen/Qwen2.5-0.5B", False), ("gpt2", False), ("/models/none", True), ("./none", True),
+    ("../none", True), ("~/none", True), ("saved_experiments/td/sft/model", True),
+])
+def test_a_model_path_that_can_only_be_local_must_exist(value, local, tmp_path, monkeypatch, capsys):
+    """``org/name`` may be a Hub id (not checked: that needs the network); any other form is a folder
+    that must exist before the run creates anything."""
+    conf = make_project(tmp_path)
+    conf.write_text(conf.read_text().replace("astuner://tiny", value))
+    monkeypatch.chdir(tmp_path)
+    if not local:
+        assert load_config_for_run(conf, backbone="debug").config.astuner.model.path == value
+        return
+    code, err = run_cli(conf, tmp_path, capsys)
+    assert code == 2 and "run.yaml: astuner.model.path: file not found" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "exp").exists()

@@ -14,7 +14,8 @@ to the folder of the YAML file, not to wherever ``astuner`` was started. The key
 The rule for a relative value ``p`` written in the file: ``<config folder>/p`` if it exists;
 otherwise ``<working directory>/p`` if that exists — the seed-era rule, kept so that configs
 written for the repository root keep working from there — with a note saying so; otherwise the
-value is left as written (a Hub id, or a missing file that ``missing`` reports). A value that was
+value is left as written (a Hub id, or a missing file that ``missing`` reports). A model or dataset
+path that cannot be a Hub id (``could_be_hub_id``: not ``name`` or ``org/name``) must exist. A value that was
 found is replaced by its absolute path, so ``yaml_backup.yaml`` and every later process read the
 same file. A value given as a command-line override is relative to the working directory only,
 as any shell argument. Absolute paths, ``~`` paths (expanded) and ``scheme://`` values are taken
@@ -52,6 +53,13 @@ class PathKey:
     spec: bool = False
 
 
+def could_be_hub_id(value: str) -> bool:
+    """Whether ``value`` has the form of a Hugging Face Hub id (``name`` or ``org/name``). Any other
+    form (absolute, ``./``, ``../``, ``~``, two or more ``/``) can only be a local folder, which must exist."""
+    v = (value or "").strip()
+    return bool(v) and not v.startswith(("/", ".", "~")) and v.count("/") <= 1 and "\\" not in v
+
+
 def _uses_task_files(a: AstunerConfig) -> bool:
     return a.task_reader.type == "jsonl_dataset_file"
 
@@ -62,8 +70,9 @@ PATH_KEYS: tuple[PathKey, ...] = (
     PathKey(("rollout", "engine", "scripted", "path"), lambda a: a.rollout.engine.type == "scripted"),
     PathKey(("rollout", "agentscope_workflow"), lambda a: True, spec=True),
     PathKey(("task_judge", "judge_protocol"), lambda a: True, spec=True),
-    PathKey(("task_reader", "huggingface_dat_repo", "dataset_path"), lambda a: False),
-    PathKey(("model", "path"), lambda a: False),
+    PathKey(("task_reader", "huggingface_dat_repo", "dataset_path"),
+            lambda a: a.task_reader.type == "huggingface_dat_repo" and not could_be_hub_id(a.task_reader.huggingface_dat_repo.dataset_path)),
+    PathKey(("model", "path"), lambda a: not could_be_hub_id(a.model.path)),
 )
 
 
