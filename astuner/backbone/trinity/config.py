@@ -38,8 +38,10 @@
    seed                                            explorer.rollout_model.seed
    ==============================================  =============================================
 
-   The GPU layout (``mode``, engine count, and in colocate mode ``gpu_memory_utilization`` 0.25 and
-   ``synchronizer.sync_method: memory``) comes from ``layout.plan_layout``, which reads the
+   The GPU layout (``mode``, engine count, and in colocate mode ``gpu_memory_utilization`` 0.25,
+   ``cuda_visible_devices: "0"`` and ``synchronizer.sync_method: memory``; the launch adds
+   ``ASTUNER_TRINITY_COLOCATE=1`` to every actor's environment, so that astuner's plugin starts the
+   engine without a GPU placement group: ``colocate.py``) comes from ``layout.plan_layout``, which reads the
    ``trinity:`` block too, so that a user's ``engine_num`` or ``tensor_parallel_size`` shapes it.
 
    Fixed choices: ``algorithm_type: multi_step_grpo`` (step-wise GRPO takes
@@ -215,6 +217,7 @@ def computed(config: Config, exp_dir: Path, layout: Layout, *, with_validation: 
     }
     if layout.mode == "colocate":
         data["explorer"]["rollout_model"]["gpu_memory_utilization"] = COLOCATE_GPU_MEMORY_UTILIZATION
+        data["explorer"]["rollout_model"]["cuda_visible_devices"] = "0"
         data["synchronizer"]["sync_method"] = "memory"
     if importlib.util.find_spec("flash_attn") is None:
         data["trainer"]["use_remove_padding"] = False

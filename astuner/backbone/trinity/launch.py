@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from astuner.backbone.runtime import SetupError
+from astuner.backbone.trinity.colocate import COLOCATE_ENV
 from astuner.backbone.trinity.config import (
     CONFIG_ENV,
     LAUNCH_DIR_ENV,
@@ -90,14 +91,18 @@ def prepare(config: Any, exp_dir: Path) -> tuple[Path, Any]:
     return path, checked
 
 
-def actor_env(config: Any, exp_dir: Path) -> dict[str, str]:
-    """Variables every Trinity actor gets, on top of Trinity's own (``Config.get_envs``)."""
-    return {
+def actor_env(config: Any, exp_dir: Path, mode: str = "") -> dict[str, str]:
+    """Variables every Trinity actor gets, on top of Trinity's own (``Config.get_envs``); in
+    ``mode`` colocate also the flag that makes the plugin start the engine on the shared GPU."""
+    env = {
         CONFIG_ENV: str(Path(exp_dir).resolve() / "yaml_backup.yaml"),
         LAUNCH_DIR_ENV: os.getcwd(),
         "TRINITY_PLUGIN_DIRS": str(PLUGIN_DIR),
         **multicast_off_env(),
     }
+    if mode == "colocate":
+        env[COLOCATE_ENV] = "1"
+    return env
 
 
 def connect(checked: Any, env: dict[str, str]) -> None:
@@ -159,7 +164,7 @@ def launch(config: Any, exp_dir: Path, args: Any = None) -> int:
     from astuner.backbone.trinity.plugin import register
 
     register()
-    connect(checked, actor_env(config, exp_dir))
+    connect(checked, actor_env(config, exp_dir, str(checked.mode)))
     from trinity.cli.launcher import run_stage
 
     status = run_stage(checked)

@@ -5,9 +5,12 @@ processes (explorer, trainer, experience pipeline); astuner's launch puts this d
 classes live in the ``astuner`` package, so Ray can also ship them to processes that never load the
 plugin, and a Trinity config may name them by dotted path instead:
 ``astuner.backbone.trinity.workflow.AstunerWorkflow`` and
-``astuner.backbone.trinity.reader.AstunerTaskReader``.
+``astuner.backbone.trinity.reader.AstunerTaskReader``. In a colocated run it also replaces Trinity
+0.6.0's engine allocation, which would otherwise hang on one GPU (``colocate.py``).
 """
 
+from astuner.backbone.trinity.colocate import patch_allocator
 from astuner.backbone.trinity.plugin import register
 
 register()
+patch_allocator()  # colocate runs on trinity-rft 0.6.0 only (astuner/backbone/trinity/colocate.py)
