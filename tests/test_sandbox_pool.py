@@ -52,10 +52,16 @@ def wait_for_idle(mode: str) -> list[pool.Sandbox]:
 @pytest.mark.parametrize("mode", MODES)
 def test_each_call_gets_a_fresh_interpreter(mode):
     limits = ToolLimits(timeout_s=5.0, isolation=mode)
-    first, _ = run_sandbox("import builtins, json\nbuiltins.LEFT_BEHIND = 1\njson.MARK = 2\nprint('set')\n", limits)
-    second, _ = run_sandbox("import builtins, json\nprint(hasattr(builtins, 'LEFT_BEHIND'), hasattr(json, 'MARK'))\n", limits)
-    assert first.stdout == "set\n" and second.stdout == "False False\n"
-    assert first.pid != second.pid and first.info["scratch"] != second.info["scratch"]
+    first, _ = run_sandbox("import builtins, json\nbuiltins.LEFT_BEHIND = 1\njson.MARK = 2\n"
+                           "open('note.txt', 'w').write('x')\nprint('set')\n", limits)
+    second, _ = run_sandbox("import builtins, json, os\n"
+                            "print(hasattr(builtins, 'LEFT_BEHIND'), hasattr(json, 'MARK'), os.path.exists('note.txt'))\n",
+                            limits)
+    assert first.stdout == "set\n" and second.stdout == "False False False\n"
+    assert first.pid != second.pid
+    # under bwrap every sandbox has the same scratch path (for reproducible tracebacks) on a tmpfs
+    # of its own; the 'process' fallback shares the host's /tmp and needs a unique name
+    assert (first.info["scratch"] == second.info["scratch"]) == (mode == "bwrap")
 
 
 @pytest.mark.parametrize("mode", MODES)
