@@ -301,8 +301,9 @@ def gaps(mode: str, info: dict) -> list[str]:
             out.append("reading world-readable host files, and writing world-writable ones outside the temp dirs")
         else:
             out.append(f"files: the code runs as the caller (uid {info.get('uid')}) and reads and writes what it can")
-            out.append("processes: the code can signal the caller and the caller's other processes, and a "
-                       "descendant that calls setsid() survives the call")
+            out.append("processes: the code can signal the caller and the caller's other processes (its "
+                       "descendants, setsid() daemons included, are ended after the call through the child "
+                       "subreaper)")
         if info.get("nproc_scope") == "user":
             out.append("RLIMIT_NPROC counts all of the caller's processes, not the sandbox's")
         out.append("host processes are visible (no PID namespace), including their command lines")

@@ -58,10 +58,12 @@ Both modes (POSIX, Linux):
   ``/var/lock``), and a non-root caller's program can read and write all the caller can (the
   covers do not help there: ``/proc/<caller pid>/root`` shows the caller's view).
 * Processes: NOT isolated: host processes and their command lines are visible. With a dedicated
-  uid, leftovers (``setsid`` daemons too) are killed by uid; without one (non-root callers), the
-  program's session is killed, a descendant that calls ``setsid()`` survives the call, the
-  program can signal the caller (same user), and ``RLIMIT_NPROC`` counts all of the user's
-  processes unless a user namespace was obtained.
+  uid, leftovers (``setsid`` daemons too) are killed by uid; in every case the supervisor is a
+  child subreaper (``PR_SET_CHILD_SUBREAPER``), so orphans of the program stay its descendants
+  and are killed after the call whatever session or group they moved to (without a dedicated uid
+  this is the net that catches them). Without a dedicated uid (non-root callers) the program can still signal the caller (same
+  user), and ``RLIMIT_NPROC`` counts all of the user's processes unless a user namespace was
+  obtained.
 * Devices: the host's ``/dev``, GPUs included, with the uid's permissions.
 
 NOT protected in either mode: the kernel's syscall interface (no seccomp filter; in root-run

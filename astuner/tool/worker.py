@@ -47,7 +47,8 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT = 1, 2, 4, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+REAP_DEADLINE_S = 5.0
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 CONTROL_FD = 3
 
@@ -151,6 +152,9 @@ def setup(cfg):
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "dumpable")  # no ptrace, no /proc/<pid>/fd for peers
     _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+    # Orphans of the program (a double fork, a setsid daemon) become our children instead of
+    # init's, so _reap_leftovers finds every descendant even where no uid or namespace holds them.
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "child_subreaper")
     if cfg["parent_pid"] is not None and os.getppid() != cfg["parent_pid"]:
         raise SystemExit(0)  # the parent died before the death signal was armed
     os.makedirs(cfg["scratch"], mode=0o700)
@@ -285,9 +289,56 @@ def _child(go_read, header, source, info):
     run_program(path, source)
 
 
+def _children():
+    """Live (not zombie) processes whose parent is this supervisor, from /proc."""
+    me, out = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and int(fields[1]) == me and fields[0] not in (b"Z", b"X"):
+            out.append(int(entry))
+    return out
+
+
+def _reap_descendants():
+    """SIGKILL every descendant until none is left. As a child subreaper this process inherits the
+    orphans of each one it kills, so repeating "kill my children, reap them" reaches the whole tree,
+    whatever sessions, groups or double forks it used (bounded by ``REAP_DEADLINE_S``)."""
+    import time
+
+    # Done only when waitpid says no child exists at all: a /proc scan alone can miss a child that
+    # an exiting descendant forked after the scan listed the directory.
+    deadline = time.monotonic() + REAP_DEADLINE_S
+    while time.monotonic() < deadline:
+        for pid in _children():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                reaped, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if reaped == 0:
+                break
+        time.sleep(0.005)
+
+
 def _reap_leftovers(child_pid, info):
     """Kill whatever the program left: every process of the sandbox's own uid when it has one
-    (kill(-1) cannot reach anyone else's), else the program's session."""
+    (kill(-1) cannot reach anyone else's), else the program's session; then every remaining
+    descendant, which the child-subreaper setting keeps below this process."""
+    _reap_group_or_uid(child_pid, info)
+    _reap_descendants()
+
+
+def _reap_group_or_uid(child_pid, info):
     if info["dedicated"]:
         # One pass suffices (the kernel walks the task list under a lock forks must wait for, and
         # a task with SIGKILL pending cannot complete a fork); the repeats are cheap insurance.
