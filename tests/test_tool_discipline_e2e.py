@@ -4,18 +4,17 @@ This is the CI version of docs/tool_discipline.md (profile ``cpu``: 6 templates,
 3-layer model, 1600 teacher traces on problems disjoint from GRPO's and validation's, 1500 SFT
 steps, 30 GRPO steps of 8 tasks x 8 rollouts, validation of 40 tasks x 4 before and after).
 
-Made far less run-dependent: SFT runs in float32 on one thread and reproduces exactly, GRPO in
-float64, so which rollouts happen to share a decoding batch no longer changes a sampled token
-(``tests/test_batch_invariance.py``); the validation before GRPO (160 rollouts) came out identical
-in three runs. The GRPO phase still differs slightly between reruns (one generated token of ~4600
-at its first step, then growing; cause not yet found, see docs/benchmarks.md), and another CPU
-kind or package set is another draw. The bars below are set from eight measured runs
-(five seeds, ``data_seed = model_seed = teacher_seed`` in 0..4, and three reruns of seed 0; numbers
-in docs/benchmarks.md, "CI: the learning miniature"), at about 1.3x inside the worst run: reward
-+0.2375 at worst (asked +0.15), each taught bad case cut 1.93x at worst (asked 1.5x), their sum
-2.64x (asked 2x), success +0.056 (asked +0.025). They were higher (+0.2, 2x, 3x, +0.05) until a
-rerun of seed 0 cut empty_tool_stdout only 1.93x: with GRPO reruns drifting, those bars failed
-one of the eight runs (one of three seed-0 reruns). Raising them again needs the GRPO phase made reproducible first. The claim tested is the issue's:
+Reproducible on CPU: SFT runs in float32 on one thread, GRPO in float64, so which rollouts
+happen to share a decoding batch never changes a sampled token (``tests/test_batch_invariance.py``),
+and the Python tool's scratch path under bwrap is fixed, so a traceback in a tool reply is the
+same in every run (it named a random folder until 2026-12-06, the last source of drift). Two
+concurrent runs of seed 0 then gave identical validation numbers and identical per-step metrics
+for all 30 steps. Another CPU kind or package set is another draw, so the bars are set from six
+runs on the development VM (seeds 0..4, ``data_seed = model_seed = teacher_seed``, and a second
+seed 0; docs/benchmarks.md, "CI: the learning miniature"), at 1.3x to 1.9x inside the worst run:
+reward +0.322 at worst (asked +0.25), success +0.056 (asked +0.04; seed 4 rises least, and one
+standard error of a 160-rollout rate is about 0.04), each taught bad case cut 3.8x at worst (asked
+2.5x), their sum 7.6x (asked 4x). The claim tested is the issue's:
 reward and success rise, and every bad case the teacher taught falls.
 """
 
@@ -31,13 +30,13 @@ from astuner.experiments.tool_discipline.teacher import TAUGHT_BAD_CASES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-REWARD_GAIN = 0.15
+REWARD_GAIN = 0.25
 """Validation mean reward must rise by at least this much ..."""
-SUCCESS_GAIN = 0.025
+SUCCESS_GAIN = 0.04
 """... success rate by at least this much ..."""
-BAD_CASE_FACTOR = 1.5
-"""... each taught bad case's rate at least halve ..."""
-TOTAL_BAD_CASE_FACTOR = 2.0
+BAD_CASE_FACTOR = 2.5
+"""... each taught bad case's rate fall at least this many times ..."""
+TOTAL_BAD_CASE_FACTOR = 4.0
 """... and their sum fall at least this many times."""
 
 
