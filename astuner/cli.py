@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from astuner import __version__
 from astuner.interrupt import SIGINT_EXIT_CODE, SIGTERM_EXIT_CODE, Terminated
 
 if TYPE_CHECKING:
@@ -35,12 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="AgentScope Tuner: roll out, judge and train the LLM behind an AgentScope agent.",
         epilog="Trailing KEY=VALUE arguments override config keys, e.g. astuner.rollout.num_repeat=2.",
     )
+    p.add_argument("--version", action="version", version=f"astuner {__version__}")
     p.add_argument("--conf", default="", help="experiment YAML (root key astuner: or astune:)")
     p.add_argument(
         "--backbone",
         default="trinity",
+        metavar="{" + ",".join(BACKBONES) + "}",
         help="debug: in-process rollouts, no training (breakpoints work); "
-        "trinity: Trinity-RFT on Ray; local: one-process GRPO. Default: trinity",
+        "trinity: Trinity-RFT on Ray (GPUs); local: one-process GRPO (one GPU, or CPU). Default: trinity",
     )
     p.add_argument("--exp-dir", default="saved_experiments", help="where <experiment name>/ is written (default: saved_experiments)")
     p.add_argument(

@@ -271,7 +271,8 @@ def check_gpus(min_free_ratio: float = MIN_FREE_RATIO) -> list[str]:
     exe = shutil.which("nvidia-smi")
     skip = "pass --skip-gpu-check to launch anyway"
     if exe is None:
-        raise GpuCheckError(f"no NVIDIA GPU found (nvidia-smi is not installed); the trinity backbone needs GPUs; {skip}")
+        raise GpuCheckError(f"no NVIDIA GPU found (nvidia-smi is not installed); the trinity backbone needs GPUs; {skip}, "
+                            "or use --backbone=local (one-process GRPO; CPU works) or --backbone=debug (rollouts only)")
     query = [exe, "--query-gpu=index,name,memory.total,memory.used", "--format=csv,noheader,nounits"]
     try:
         done = subprocess.run(query, capture_output=True, text=True, timeout=60)

@@ -65,6 +65,17 @@ def test_usage_errors_exit_2(capsys):
     assert len(errs) == 4 and all(e.startswith("astuner: error: ") for e in errs)
 
 
+def test_version_and_backbone_choices(capsys):
+    from astuner import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"astuner {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "--backbone {debug,trinity,local}" in " ".join(capsys.readouterr().out.split())
+
+
 def test_launcher_py_and_console_script_share_the_parser():
     outs = [
         subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout

@@ -45,6 +45,7 @@ def test_missing_nvidia_smi_is_one_clear_line(monkeypatch):
     with pytest.raises(GpuCheckError) as info:
         check_gpus()
     assert "no NVIDIA GPU found" in str(info.value) and "--skip-gpu-check" in str(info.value)
+    assert "--backbone=local" in str(info.value) and "--backbone=debug" in str(info.value)  # what works without one
 
 
 def test_multi_node_settings_come_from_master_addr_and_port(monkeypatch):
