@@ -116,7 +116,7 @@ class LocalTrainer:
         try:
             from peft import LoraConfig, PeftModel, get_peft_model
         except ImportError as exc:
-            raise SetupError("astuner.local.lora_rank: LoRA needs peft (pip install peft)") from exc
+            raise SetupError("astuner.local.lora_rank: LoRA needs peft (pip install -e '.[lora]')") from exc
         loc = self.config.astuner.local
         if self.resume_from:
             return PeftModel.from_pretrained(model, str(self.resume_from / "model"), is_trainable=True)
