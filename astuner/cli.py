@@ -1,8 +1,8 @@
 """``astuner`` command line (``python launcher.py`` is the same entry point).
 
 Exit codes: 0 success; 2 usage or config error (one line on stderr, no traceback); 1 runtime
-failure; 130 Ctrl-C; 143 SIGTERM (the debug backbone turns SIGTERM into ``Terminated``; elsewhere
-the signal's own action applies). A config error is found before anything is created and before
+failure; 130 Ctrl-C; 143 SIGTERM (the debug and local backbones turn SIGTERM into ``Terminated``;
+the trinity backbone leaves the signal its own action). A config error is found before anything is created and before
 torch, transformers or agentscope are imported (``astuner.preflight``). The ``debug`` backbone runs
 in this process, so debugger breakpoints in workflow and judge code are hit.
 """

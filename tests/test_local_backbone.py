@@ -135,3 +135,31 @@ def test_local_backbone_refuses_non_transformers_engine(tmp_path, monkeypatch, c
     code = main(["--conf", str(conf), "--backbone=local", "--exp-dir", str(tmp_path / "exp"),
                  "astuner.rollout.engine.type=scripted"])
     assert code == 2 and "astuner.rollout.engine.type" in capsys.readouterr().err
+
+
+def test_sigterm_keeps_finished_steps_and_exits_143(tmp_path):
+    """``kill`` during training: exit 143 after the cleanup, the finished steps' metrics on disk,
+    no DONE marker, and no sandbox left (the run's children are gone)."""
+    conf = write_config(tmp_path, max_steps=50, save_freq=100)
+    exp = tmp_path / "exp"
+    env = {**os.environ, "ASTUNER_CACHE": str(tmp_path / "cache"), "CI": "1"}
+    cmd = [sys.executable, "-m", "astuner.cli", "--conf", str(conf), "--backbone=local", "--exp-dir", str(exp)]
+    run = exp / "local_test"
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().strip()):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out
+    assert "astuner: terminated (SIGTERM)" in out
+    rows = metrics_rows(run)
+    assert rows and rows[0]["step"] == 1 and len(rows) < 50
+    assert not (run / "DONE").exists()
+    time.sleep(0.5)
+    alive = [c for c in children if Path(f"/proc/{c}").exists()
+             and Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")]
+    assert not alive, f"children of the run still alive: {alive}"

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from astuner.algorithm import PolicyLossConfig, assign_advantages
 from astuner.artifacts import write_rollouts
+from astuner.interrupt import sigterm_raises
 from astuner.backbone import checkpoint as ckpt
 from astuner.backbone.policy_trainer import PolicyTrainer, TrainSettings
 from astuner.backbone.runtime import SetupError, build_runtime, model_path
@@ -53,7 +54,10 @@ def run(config: Any, exp_dir: Path, args: Any = None) -> int:
             "astuner.rollout.engine.type: 'vllm' with local.lora_rank > 0 is not supported "
             "(the server is restarted on full saved weights); use 'transformers' for LoRA"
         )
-    return LocalTrainer(config, exp_dir).train()
+    # SIGTERM raises Terminated (a SystemExit), so the loop's cleanup runs (metrics closed, sandboxes
+    # and a vLLM server stopped) and the CLI exits 143; finished steps are already on disk.
+    with sigterm_raises():
+        return LocalTrainer(config, exp_dir).train()
 
 
 def _device(name: str) -> torch.device:
