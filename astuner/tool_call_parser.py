@@ -3,7 +3,9 @@
 A completion is split into its plain text and its tool calls. Near-JSON (single quotes, trailing
 commas, a missing closing brace) is repaired with ``json_repair``; a block that still does not
 yield ``{"name": str, "arguments": dict}`` is *malformed*: it stays in the text, so the agent sees
-what it wrote, and the caller counts it as a bad case. Parsing never raises on model output.
+what it wrote, and the caller counts it as a bad case. Parsing never raises on model output: a
+block nested deeper than ``MAX_DEPTH`` brackets is malformed without being parsed (a deeply nested
+argument used to raise ``RecursionError`` from the JSON parsers and crash the rollout).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 import json_repair
 
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
+MAX_DEPTH = 64
+"""Deepest ``{``/``[`` nesting (outside strings) a tool-call block may have; deeper is malformed."""
 
 
 @dataclass
@@ -49,13 +53,35 @@ def parse_tool_calls(completion: str) -> ParsedCompletion:
     return ParsedCompletion(text.strip(), calls, malformed)
 
 
+def nesting_depth(text: str) -> int:
+    """The deepest ``{``/``[`` nesting of ``text``, not counting brackets inside JSON strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "}]":
+            depth = max(0, depth - 1)
+    return deepest
+
+
 def _parse_one(body: str) -> dict | None:
     body = body.strip()
-    if not body:
+    if not body or nesting_depth(body) > MAX_DEPTH:
         return None
     try:
         obj: Any = json.loads(body)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         try:
             obj = json_repair.loads(body)
         except Exception:  # json_repair raises assorted errors on garbage; garbage is malformed
@@ -65,6 +91,8 @@ def _parse_one(body: str) -> dict | None:
     name = obj.get("name")
     args = obj.get("arguments", obj.get("parameters", {}))
     if isinstance(args, str):
+        if nesting_depth(args) > MAX_DEPTH:
+            return None
         try:
             args = json_repair.loads(args) if args.strip() else {}
         except Exception:
