@@ -138,11 +138,12 @@ class ModelTuner(ChatModelBase):
         ids = list(completion.token_ids)
         body = ids[:-1] if ids and ids[-1] in self.template.stop_token_ids else ids
         text = self.template.decode(body)
+        repaired = False
         if tool_choice == "none":
             parsed_text, calls, malformed = text.strip(), [], False
         else:
             parsed = parse_tool_calls(text)
-            parsed_text, calls, malformed = parsed.text, parsed.tool_calls, parsed.malformed
+            parsed_text, calls, malformed, repaired = parsed.text, parsed.tool_calls, parsed.malformed, parsed.repaired
             if tool_choice not in (None, "auto", "required"):
                 calls = [c for c in calls if c["name"] == tool_choice]
         record = CallRecord(
@@ -157,6 +158,7 @@ class ModelTuner(ChatModelBase):
             tools=tools,
             parsed_tool_calls=calls,
             malformed_tool_call=malformed,
+            repaired_tool_call=repaired,
         )
         self.calls.append(record)
         self._prev = _Previous(

@@ -23,6 +23,7 @@ from astuner.model_tuner import ModelTuner, ProxySettings
 from astuner.samples import SampleStats, build_samples
 from astuner.schema import Sample, Task, WorkflowOutput, WorkflowTask
 from astuner.task_judge.bad_cases import BAD_CASES, apply_penalties, detect_bad_cases
+from astuner.task_judge.turn_problems import TURN_PROBLEMS, detect_turn_problems
 from astuner.task_judge.madness import detect_madness
 from astuner.tool.limits import ToolLimits, use_limits
 from astuner.workflow import run_workflow
@@ -119,7 +120,7 @@ class Rollouts:
         _fill_from_tuner(result, tuner)
         a = self.config.astuner
         result.final_answer = output.metadata.get("final_answer")
-        result.bad_cases = detect_bad_cases(tuner.calls, result.messages)
+        result.bad_cases = {**detect_bad_cases(tuner.calls, result.messages), **detect_turn_problems(tuner.calls)}
         result.madness = detect_madness(tuner.calls, list(a.rollout.compute_madness_checklist))
         penalties = a.task_judge.bad_case_penalties
         penalties = penalties.model_dump() if hasattr(penalties, "model_dump") else dict(penalties)
@@ -203,7 +204,7 @@ def summarize(results: list[RolloutResult]) -> dict[str, Any]:
         "truncated_samples": sum(r.stats.truncated_samples for r in ok),
         "generated_tokens": sum(r.stats.generated_tokens for r in ok),
     }
-    for name in BAD_CASES:
+    for name in (*BAD_CASES, *TURN_PROBLEMS):
         summary[f"bad_case/{name}"] = sum(bool(r.bad_cases.get(name)) for r in ok)
     for name in sorted({k for r in ok for k in r.madness}):
         summary[f"madness/{name}"] = sum(bool(r.madness.get(name)) for r in ok)

@@ -90,6 +90,8 @@ class CallRecord:
     tools: list[dict] | None = None
     parsed_tool_calls: list[dict] = field(default_factory=list)
     malformed_tool_call: bool = False
+    repaired_tool_call: bool = False
+    """The parser accepted a tool call of this completion only after repairing it."""
     context_overflow: bool = False
 
     def __post_init__(self) -> None:

@@ -27,6 +27,9 @@ class ParsedCompletion:
     text: str
     tool_calls: list[dict] = field(default_factory=list)
     malformed: bool = False
+    repaired: bool = False
+    """A call was accepted only after a repair: near-JSON fixed by ``json_repair``, arguments given
+    as a JSON string or as ``parameters``, or a block without its closing tag."""
 
 
 def parse_tool_calls(completion: str) -> ParsedCompletion:
@@ -35,22 +38,23 @@ def parse_tool_calls(completion: str) -> ParsedCompletion:
         return ParsedCompletion(completion.strip(), malformed="</tool_call>" in completion)
     calls: list[dict] = []
     kept: list[str] = []
-    malformed = False
+    malformed = repaired = False
     pos = 0
     for m in _BLOCK.finditer(completion):
         kept.append(completion[pos:m.start()])
-        call = _parse_one(m.group(1))
+        call, fixed = _parse_one(m.group(1))
         if call is None:
             malformed = True
             kept.append(m.group(0))
         else:
             calls.append(call)
+            repaired = repaired or fixed or not m.group(0).endswith("</tool_call>")
         pos = m.end()
     kept.append(completion[pos:])
     text = "".join(kept)
     if "</tool_call>" in text and "<tool_call>" not in text:
         malformed = True
-    return ParsedCompletion(text.strip(), calls, malformed)
+    return ParsedCompletion(text.strip(), calls, malformed, repaired)
 
 
 def nesting_depth(text: str) -> int:
@@ -75,28 +79,34 @@ def nesting_depth(text: str) -> int:
     return deepest
 
 
-def _parse_one(body: str) -> dict | None:
+def _parse_one(body: str) -> tuple[dict | None, bool]:
+    """(the call or None if malformed, whether accepting it needed a repair)."""
     body = body.strip()
     if not body or nesting_depth(body) > MAX_DEPTH:
-        return None
+        return None, False
+    repaired = False
     try:
         obj: Any = json.loads(body)
     except (json.JSONDecodeError, RecursionError):
         try:
             obj = json_repair.loads(body)
         except Exception:  # json_repair raises assorted errors on garbage; garbage is malformed
-            return None
+            return None, False
+        repaired = True
     if not isinstance(obj, dict):
-        return None
+        return None, False
     name = obj.get("name")
+    if "arguments" not in obj and "parameters" in obj:
+        repaired = True
     args = obj.get("arguments", obj.get("parameters", {}))
     if isinstance(args, str):
         if nesting_depth(args) > MAX_DEPTH:
-            return None
+            return None, False
         try:
             args = json_repair.loads(args) if args.strip() else {}
         except Exception:
-            return None
+            return None, False
+        repaired = True
     if not isinstance(name, str) or not name or not isinstance(args, dict):
-        return None
-    return {"name": name, "arguments": args}
+        return None, False
+    return {"name": name, "arguments": args}, repaired

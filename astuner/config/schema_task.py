@@ -242,7 +242,8 @@ class TaskReaderConfig(StrictModel):
 
 
 class BadCasePenaltiesConfig(StrictModel):
-    """Reward penalties for the bad cases the math tutorial names (0 = only count them)."""
+    """Reward penalties for the bad cases the math tutorial names and the malformed turns of
+    ``task_judge.turn_problems`` (0 = only count them)."""
 
     malformed_tool_call: float = Field(
         0.0, ge=0.0,
@@ -260,6 +261,21 @@ class BadCasePenaltiesConfig(StrictModel):
             "Subtracted from the judge's reward when a final answer comes in the same turn as a tool call, before "
             "its response."
         ),
+    )
+    repaired_tool_call: float = Field(
+        0.0, ge=0.0,
+        description="Subtracted when a tool call ran only after a repair (near-JSON, string arguments, no closing tag).",
+    )
+    empty_reply: float = Field(0.0, ge=0.0, description="Subtracted when a completion is empty or whitespace only.")
+    special_token_in_reply: float = Field(
+        0.0, ge=0.0, description="Subtracted when a completion writes a chat-template control token (<|...|>) as text.",
+    )
+    spoofed_tool_response: float = Field(
+        0.0, ge=0.0, description="Subtracted when the assistant writes a <tool_response> tag itself.",
+    )
+    invalid_tool_call: float = Field(
+        0.0, ge=0.0,
+        description="Subtracted when a call names a tool not offered or its arguments miss, add or mistype properties.",
     )
 
 
