@@ -70,6 +70,26 @@ def metrics_rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def _cli_run(tmp_path: Path, *, max_steps: int, save_freq: int) -> tuple[list[str], dict, Path]:
+    """The local run as a child process: (argv, environment, run folder)."""
+    conf = write_config(tmp_path, max_steps=max_steps, save_freq=save_freq)
+    exp = tmp_path / "exp"
+    env = {**os.environ, "ASTUNER_CACHE": str(tmp_path / "cache"), "CI": "1"}
+    cmd = [sys.executable, "-m", "astuner.cli", "--conf", str(conf), "--backbone=local", "--exp-dir", str(exp)]
+    return cmd, env, exp / "local_test"
+
+
+def _start_and_wait_for(cmd: list[str], env: dict, ready, timeout_s: float = 300) -> subprocess.Popen:
+    """Start ``cmd`` and return once ``ready()`` holds (failing if the run ends or the time runs out first)."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc
+
+
 def test_local_backbone_trains_and_writes_everything(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ASTUNER_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(REPO)
@@ -95,17 +115,8 @@ def test_local_backbone_trains_and_writes_everything(tmp_path, monkeypatch, caps
 
 
 def test_resume_after_sigkill_continues_at_the_right_step(tmp_path):
-    conf = write_config(tmp_path, max_steps=6, save_freq=2)
-    exp = tmp_path / "exp"
-    env = {**os.environ, "ASTUNER_CACHE": str(tmp_path / "cache"), "CI": "1"}
-    cmd = [sys.executable, "-m", "astuner.cli", "--conf", str(conf), "--backbone=local", "--exp-dir", str(exp)]
-    run = exp / "local_test"
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    while not (run / "checkpoints" / "latest").exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    cmd, env, run = _cli_run(tmp_path, max_steps=6, save_freq=2)
+    proc = _start_and_wait_for(cmd, env, lambda: (run / "checkpoints" / "latest").exists())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run / "DONE").exists(), "the run finished before it could be killed; make steps slower"
@@ -140,17 +151,9 @@ def test_local_backbone_refuses_non_transformers_engine(tmp_path, monkeypatch, c
 def test_sigterm_keeps_finished_steps_and_exits_143(tmp_path):
     """``kill`` during training: exit 143 after the cleanup, the finished steps' metrics on disk,
     no DONE marker, and no sandbox left (the run's children are gone)."""
-    conf = write_config(tmp_path, max_steps=50, save_freq=100)
-    exp = tmp_path / "exp"
-    env = {**os.environ, "ASTUNER_CACHE": str(tmp_path / "cache"), "CI": "1"}
-    cmd = [sys.executable, "-m", "astuner.cli", "--conf", str(conf), "--backbone=local", "--exp-dir", str(exp)]
-    run = exp / "local_test"
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().strip()):
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    cmd, env, run = _cli_run(tmp_path, max_steps=50, save_freq=100)
+    metrics = run / "metrics.jsonl"
+    proc = _start_and_wait_for(cmd, env, lambda: metrics.exists() and bool(metrics.read_text().strip()))
     children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
