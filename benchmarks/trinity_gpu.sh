@@ -52,11 +52,31 @@ leftovers() {  # processes a run must not leave behind
   echo "leftover processes: $(wc -l < "$dir/leftover_ps.txt")"; cat "$dir/leftover_ps.txt"
 }
 DEADLINE=${DEADLINE:-540}   # seconds a run may take before SIGTERM (then SIGKILL 20 s later)
-timed() {  # timed NAME CMD...: run under the deadline, log, report wall time and exit code
+STALL=${STALL:-0}           # seconds without a new log byte after which the run is diagnosed and stopped (0: off)
+diagnose() {  # what a stalled run is doing: Python stacks (py-spy), Ray's view, the GPU
+  local f=$dir/stall_diagnosis.txt p
+  { echo "== stalled: no log output for $STALL s at $(date -u +%T)"; nvidia-smi
+    timeout 30 ray status 2>&1; timeout 30 ray list actors --detail 2>&1 | head -200
+    timeout 30 ray list placement-groups --detail 2>&1 | head -100
+    for p in $(pgrep -f 'python|ray::'); do echo "== py-spy $p $(tr '\0' ' ' < "/proc/$p/cmdline" | cut -c1-200)"
+      timeout 20 py-spy dump --pid "$p" 2>&1 | head -80; done; } > "$f" 2>&1
+  echo "stall diagnosis: $f"; grep -E '^== |Thread|\(.*\.py' "$f" | head -150
+}
+timed() {  # timed NAME CMD...: run under the deadline (and the stall watchdog), log, report wall time and exit code
   local name=$1; shift
   local t0=$SECONDS trace; trace=$(gpu_trace)
   echo "+ $*" | tee "$dir/$name.cmd"
-  timeout -k 20 "$DEADLINE" "$@" > "$dir/$name.log" 2>&1; local rc=$?
+  timeout -k 20 "$DEADLINE" "$@" > "$dir/$name.log" 2>&1 &
+  local pid=$! size=-1 still=0
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 5
+    local now; now=$(stat -c %s "$dir/$name.log" 2>/dev/null || echo 0)
+    if [ "$now" = "$size" ]; then still=$((still + 5)); else still=0; size=$now; fi
+    if [ "$STALL" -gt 0 ] && [ "$still" -ge "$STALL" ]; then
+      diagnose; pkill -TERM -P "$pid"; sleep 15; pkill -KILL -P "$pid"; break
+    fi
+  done
+  wait "$pid"; local rc=$?
   kill "$trace" 2>/dev/null
   echo "$name: exit $rc after $((SECONDS - t0)) s; peak GPU MiB $(cut -d, -f2 "$dir/gpu_mem.csv" | tr -dc '0-9\n' | sort -n | tail -1)"
   tail -n 25 "$dir/$name.log"
@@ -97,7 +117,7 @@ experiment)
   ;;
 trinity)
   rm -rf /tmp/runs/trinity
-  timed trinity python3 launcher.py --conf "$CONF" --backbone=trinity --with-ray --exp-dir /tmp/runs/trinity \
+  STALL=${STALL:-150} timed trinity python3 launcher.py --conf "$CONF" --backbone=trinity --with-ray --exp-dir /tmp/runs/trinity \
     "${DATA[@]}" "trinity.buffer.total_steps=$STEPS" "astuner.trainer_common.checkpoint_base_dir=/tmp/runs/trinity/ckpt"
   rc=$?
   leftovers
