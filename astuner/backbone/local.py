@@ -5,8 +5,9 @@ the in-process transformers engine (concurrent rollouts share batched forward pa
 them, builds token-exact samples, computes GRPO advantages per rollout (``astuner.algorithm``)
 and updates the policy with the PPO-clip loss. The engine generates from the very model object
 being trained, so the next step's rollouts use the updated policy. With ``rollout.engine.type:
-vllm`` a ``vllm serve`` generates instead: it is stopped during each update (freeing its GPU
-memory) and restarted on the updated weights, saved under ``vllm_weights/`` (docs/engines.md).
+vllm`` a ``vllm serve`` generates instead: it sleeps during each update (freeing its GPU memory)
+and then reloads the updated weights, saved under ``vllm_weights/``, in place (or is restarted on
+them: ``engine.vllm.weight_sync``; docs/engines.md).
 
 Every ``trainer_common.save_freq`` steps a checkpoint (weights, optimizer, data cursor, RNG) is
 written atomically; rerunning the same command resumes from the newest one (``local.resume_mode``).
@@ -52,7 +53,7 @@ def run(config: Any, exp_dir: Path, args: Any = None) -> int:
     if a.rollout.engine.type == "vllm" and a.local.lora_rank > 0:
         raise SetupError(
             "astuner.rollout.engine.type: 'vllm' with local.lora_rank > 0 is not supported "
-            "(the server is restarted on full saved weights); use 'transformers' for LoRA"
+            "(the server is given full saved weights after each update); use 'transformers' for LoRA"
         )
     # SIGTERM raises Terminated (a SystemExit), so the loop's cleanup runs (metrics closed, sandboxes
     # and a vLLM server stopped) and the CLI exits 143; finished steps are already on disk.
@@ -211,21 +212,24 @@ class LocalTrainer:
             raise SetupError(f"astuner.rollout.engine: {exc}") from exc
 
     def _update(self, engine: Any, trainer: PolicyTrainer, samples: list) -> dict[str, float]:
-        """One policy update; a vLLM server is stopped during it so the trainer has the GPU's memory."""
+        """One policy update; a vLLM server sleeps (or is stopped) during it so the trainer has the GPU's memory."""
         if self.config.astuner.rollout.engine.type != "vllm":
             with engine.lock:
                 return trainer.update(samples)
         engine.pause()
         return trainer.update(samples)
 
-    def _publish(self, engine: Any, step: int) -> None:
-        """Restart a vLLM server on the updated weights, unless nothing will generate again."""
+    def _publish(self, engine: Any, step: int) -> float | None:
+        """Give a vLLM server the updated weights (``engine.vllm.weight_sync``), unless nothing will generate
+        again; the seconds it took, or None when nothing was synced."""
         if self.config.astuner.rollout.engine.type != "vllm":
-            return
+            return None
         if step < self.total_steps or self.val_tasks:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             engine.load_weights(self.model, self.tokenizer, f"step_{step:06d}")
+            return float(engine.last_sync_s)
+        return None
 
     def _next_batch(self, cursor: dict) -> tuple[list[Task], dict]:
         epoch, index = cursor["epoch"], cursor["index"]
@@ -249,7 +253,7 @@ class LocalTrainer:
         t0 = time.perf_counter()
         train_metrics = self._update(runtime.engine, trainer, samples)
         train_s = time.perf_counter() - t0
-        self._publish(runtime.engine, step)
+        sync_s = self._publish(runtime.engine, step)
         if a.local.save_rollouts:
             write_rollouts(self.exp_dir / "rollouts" / f"step_{step:06d}.jsonl", results, self.tokenizer)
         row = _rollout_metrics(results)
@@ -263,6 +267,8 @@ class LocalTrainer:
             "train_tokens_per_s": sum(len(s.token_ids) for s in samples) / train_s if train_s else 0.0,
             "lr": trainer.optimizer.param_groups[0]["lr"],
         })
+        if sync_s is not None:
+            row["weight_sync_s"] = sync_s
         if self.device.type == "cuda":
             row["peak_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         return row

@@ -164,6 +164,14 @@ class VllmEngineConfig(StrictModel):
         ),
     )
     dtype: str = Field("auto", description="vllm engine: weight dtype (--dtype: auto, bfloat16, float16, float32).")
+    weight_sync: Literal["reload", "restart"] = Field(
+        "reload",
+        description=(
+            "vllm engine, local backbone: how updated weights reach the server. 'reload': it sleeps during each "
+            "update and reloads the saved weights in place (--enable-sleep-mode, VLLM_SERVER_DEV_MODE=1); "
+            "'restart': it is stopped and started on them (any vLLM; a full start-up per update)."
+        ),
+    )
     seed: int | None = Field(None, description="vllm engine: server seed (--seed); null means astuner.seed.")
     startup_timeout_s: float = Field(
         1800.0, gt=0.0,
@@ -192,7 +200,7 @@ class EngineConfig(StrictModel):
         "transformers",
         description=(
             "Engine rollouts generate with: in-process 'transformers'; 'vllm', a `vllm serve` astuner starts and "
-            "stops (local backbone: restarted on the new weights after every update); 'openai', a server you run; "
+            "stops (local backbone: given the new weights after every update, see vllm.weight_sync); 'openai', a server you run; "
             "'scripted' replies. The local backbone takes 'transformers' or 'vllm'."
         ),
     )

@@ -5,14 +5,21 @@ Generation goes through ``OpenAIEngine`` (prompt token ids in, ``choices[0].toke
 yourself; the difference is ownership: the server lives as long as the engine (``close`` stops it,
 and ``astuner.engine.server_guard`` stops it if the process ends first).
 
-Weights after a policy update (local backbone) reach the server by the simplest route, one that
-needs nothing from vLLM beyond ``vllm serve``'s command line: ``load_weights`` saves the model as a
-Hugging Face directory under ``<experiment dir>/vllm_weights/`` and restarts the server on it (the
-served name stays the same), then deletes the directory it replaced (``close`` deletes the last
-one). The cost is a full vLLM start-up per update — loading the weights, profiling memory and,
-without ``enforce_eager``, capturing CUDA graphs; expected to be tens of seconds for a 1.5B model,
-not measured (no vLLM here) — plus writing one copy of the weights to disk. ``pause`` stops the
-server so that the trainer has the GPU's memory to itself during the update.
+Weights after a policy update (local backbone) reach the server one of two ways, ``weight_sync``:
+
+- ``reload`` (default): the server runs with ``--enable-sleep-mode`` and vLLM's development routes
+  (``VLLM_SERVER_DEV_MODE=1``). ``pause`` puts it to sleep (level 1: weights offloaded to CPU, KV cache
+  freed) so the trainer has the GPU's memory; ``load_weights`` saves the model as a Hugging Face
+  directory under ``<experiment dir>/vllm_weights/``, wakes the server, has every worker reload its
+  weights from that directory in place (``/collective_rpc`` ``reload_weights``), and resets the prefix
+  cache (cached KV of the old weights must not be reused). No process restart, no re-profiling, no
+  CUDA-graph capture.
+- ``restart``: the route that needs nothing beyond ``vllm serve``'s command line: ``pause`` stops the
+  server, ``load_weights`` starts a new one on the saved directory (a full vLLM start-up per update).
+
+Either way the served name stays the same, the directory replaced is deleted once the new weights
+are served (``close`` deletes the last one), and ``last_sync_s`` holds the seconds the last
+``load_weights`` took (saving included).
 
 Not guaranteed: that the reported logprobs equal the trainer's recomputation when ``top_p < 1`` or
 ``top_k`` is set (vLLM's processed logprobs are renormalised over the kept tokens; the trainer
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,7 @@ from astuner.engine.vllm_server import (
 )
 
 WEIGHTS_DIR = "vllm_weights"
+WEIGHT_SYNCS = ("reload", "restart")
 API_KEY_ENV = "ASTUNER_VLLM_API_KEY"
 """Read for the bearer token sent to our own server (started without ``--api-key``, so any value
 works); a dedicated name keeps a real ``OPENAI_API_KEY`` from being sent to it."""
@@ -54,12 +63,20 @@ class VllmEngine:
         *,
         weights_root: Path,
         request_timeout_s: float = 600.0,
+        weight_sync: str = "restart",
     ) -> None:
+        if weight_sync not in WEIGHT_SYNCS:
+            raise EngineError(f"vllm weight_sync must be one of {WEIGHT_SYNCS}, got {weight_sync!r}")
+        if weight_sync == "reload" and not server.options.sleep_mode:
+            raise EngineError("vllm weight_sync 'reload' needs a server started with sleep_mode")
         self.server = server
         self.model_dir: str | Path = model_dir
         self.weights_root = Path(weights_root)
         self.request_timeout_s = request_timeout_s
+        self.weight_sync = weight_sync
+        self.last_sync_s = 0.0
         self._client: OpenAIEngine | None = None
+        self._asleep = False
 
     @property
     def base_url(self) -> str:
@@ -68,11 +85,15 @@ class VllmEngine:
     def start(self) -> VllmEngine:
         """Start the server on ``model_dir`` (blocks until it answers)."""
         self.server.start(self.model_dir)
+        self._asleep = False
+        self._connect()
+        return self
+
+    def _connect(self) -> None:
         self._client = OpenAIEngine(
             self.server.base_url, self.server.options.served_model_name, api_key_env=API_KEY_ENV,
             timeout_s=self.request_timeout_s,
         )
-        return self
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams, *, context: dict | None = None) -> Completion:
         if self._client is None:
@@ -80,17 +101,23 @@ class VllmEngine:
         return await self._client.generate(prompt_ids, params, context=context)
 
     def pause(self) -> None:
-        """Stop the server, freeing its GPU memory; ``load_weights`` or ``start`` brings it back."""
+        """Free the server's GPU memory for a policy update: sleep (``reload``) or stop (``restart``)."""
         self._drop_client()
-        self.server.stop()
+        if self.weight_sync == "reload" and self.server.proc is not None:
+            if not self._asleep:
+                self.server.post("/sleep", params={"level": "1"})
+                self._asleep = True
+        else:
+            self.server.stop()
 
     def load_weights(self, model: Any, tokenizer: Any, name: str) -> Path:
-        """Serve ``model``'s current weights: save them to ``weights_root/name``, restart on them.
+        """Serve ``model``'s current weights: save them to ``weights_root/name``, then reload or restart.
 
         ``model`` and ``tokenizer`` are Hugging Face objects (``save_pretrained``). The directory
         is written under a temporary name and renamed when complete. The previous directory under
-        ``weights_root`` is deleted once the new server is up; the base model is never touched.
+        ``weights_root`` is deleted once the new weights are served; the base model is never touched.
         """
+        started = time.perf_counter()
         target = self.weights_root / name
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
@@ -98,11 +125,21 @@ class VllmEngine:
         tokenizer.save_pretrained(str(partial))
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
-        self.pause()
         previous, self.model_dir = self.model_dir, target
-        self.start()
+        if self.weight_sync == "reload" and self.server.proc is not None:
+            self._drop_client()
+            if self._asleep:
+                self.server.post("/wake_up")
+                self._asleep = False
+            self.server.post("/collective_rpc", body={"method": "reload_weights", "kwargs": {"weights_path": str(target)}})
+            self.server.post("/reset_prefix_cache")
+            self._connect()
+        else:
+            self.pause()
+            self.start()
         if Path(previous) != target and Path(previous).parent == self.weights_root:
             shutil.rmtree(previous, ignore_errors=True)
+        self.last_sync_s = time.perf_counter() - started
         return target
 
     def close(self) -> None:
@@ -158,6 +195,7 @@ def build_vllm_engine(
         max_num_seqs=int(_setting(section, "max_num_seqs", 0)),
         enforce_eager=bool(_setting(section, "enforce_eager", True)),
         dtype=_setting(section, "dtype", "auto"),
+        sleep_mode=_setting(section, "weight_sync", "reload") == "reload",
         extra_args=list(_setting(section, "extra_args", [])),
     )
     directory = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="astuner-vllm-"))
@@ -174,5 +212,6 @@ def build_vllm_engine(
         model_path,
         weights_root=directory / WEIGHTS_DIR,
         request_timeout_s=float(_setting(section, "request_timeout_s", 600.0)),
+        weight_sync=str(_setting(section, "weight_sync", "reload")),
     )
     return engine.start()

@@ -68,6 +68,8 @@ class ServeOptions:
     max_num_seqs: int = 0
     enforce_eager: bool = True
     dtype: str = "auto"
+    sleep_mode: bool = False
+    """``--enable-sleep-mode`` plus ``VLLM_SERVER_DEV_MODE=1`` (the routes ``post`` calls for in-place weight sync)."""
     extra_args: list[str] = field(default_factory=list)
 
 
@@ -126,6 +128,8 @@ def serve_command(launcher: list[str], model: str | Path, opts: ServeOptions, po
         cmd += ["--max-num-seqs", str(opts.max_num_seqs)]
     if opts.enforce_eager:
         cmd.append("--enforce-eager")
+    if opts.sleep_mode:
+        cmd.append("--enable-sleep-mode")
     return cmd + [str(arg) for arg in opts.extra_args]
 
 
@@ -248,6 +252,24 @@ class VllmServer:
         self.proc = None
         unguard(self)
 
+    def post(self, route: str, *, params: dict[str, str] | None = None, body: dict | None = None,
+             timeout_s: float = 600.0) -> None:
+        """POST to one of the running server's routes (``/sleep``, ``/collective_rpc``, ...); ``EngineError``
+        naming the route, the status and the end of the log when it does not answer 200."""
+        if self.proc is None or self.port is None:
+            raise EngineError(f"the vLLM server is not running; cannot POST {route}")
+        url = self.base_url.removesuffix("/v1") + route
+        try:
+            with httpx.Client(timeout=timeout_s, trust_env=False) as client:
+                reply = client.post(url, params=params, json=body)
+        except httpx.HTTPError as exc:
+            raise EngineError(f"vllm serve: POST {route} failed: {type(exc).__name__}: {exc}") from None
+        if reply.status_code != 200:
+            raise EngineError(
+                f"vllm serve: POST {route} answered {reply.status_code} {reply.text[:300]!r} ({self.log_path}): "
+                + _quote_tail(log_tail(self.log_path, self._log_offset, lines=4))
+            )
+
     def _choose_port(self, *, first: bool) -> int:
         host, wanted = self.options.host, self.preferred_port
         if first and port_is_free(host, wanted):
@@ -260,6 +282,8 @@ class VllmServer:
         cmd = serve_command(self.launcher, model, self.options, port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.options.sleep_mode:
+            env["VLLM_SERVER_DEV_MODE"] = "1"
         with open(self.log_path, "ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"\n=== astuner {stamp}: {shlex.join(cmd)}\n".encode())
