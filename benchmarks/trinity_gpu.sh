@@ -8,7 +8,8 @@
 #                                                from) and GRPO with --backbone=local (the local baseline)
 #   bash benchmarks/trinity_gpu.sh trinity      astuner --backbone=trinity --with-ray from /tmp/td/sft/model,
 #                                                the same config and data, STEPS GRPO steps (default 20)
-#   bash benchmarks/trinity_gpu.sh vllm         the same with --backbone=local and rollout.engine.type=vllm
+#   bash benchmarks/trinity_gpu.sh vllm         the same with --backbone=local and rollout.engine.type=vllm (bf16,
+#                                                half the card; WEIGHT_SYNC=reload|restart picks the weight sync)
 #
 # Shipping the stack (here, once): scripts/gpu_wheelhouse.sh; then
 #   mkdir -p /tmp/gpu_carry/debs && cp -r .gpu_wheelhouse /tmp/gpu_carry/wheels
@@ -45,7 +46,7 @@ DATA=(
   "astuner.trainer_common.n_gpus_per_node=1"
 )
 
-gpu_trace() { nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 500 > "$dir/gpu_mem.csv" 2>/dev/null & echo $!; }
+gpu_trace() { nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 500 > "$dir/gpu_mem_$1.csv" 2>/dev/null & echo $!; }
 leftovers() {  # processes a run must not leave behind
   sleep 3
   ps -eo pid,ppid,etimes,cmd | grep -E 'ray|raylet|gcs_server|vllm|launcher.py|astuner' | grep -v -E 'grep|trinity_gpu.sh' > "$dir/leftover_ps.txt"
@@ -64,7 +65,7 @@ diagnose() {  # what a stalled run is doing: Python stacks (py-spy), Ray's view,
 }
 timed() {  # timed NAME CMD...: run under the deadline (and the stall watchdog), log, report wall time and exit code
   local name=$1; shift
-  local t0=$SECONDS trace; trace=$(gpu_trace)
+  local t0=$SECONDS trace; trace=$(gpu_trace "$name")
   echo "+ $*" | tee "$dir/$name.cmd"
   timeout -k 20 "$DEADLINE" "$@" > "$dir/$name.log" 2>&1 &
   local pid=$! size=-1 still=0
@@ -78,7 +79,7 @@ timed() {  # timed NAME CMD...: run under the deadline (and the stall watchdog),
   done
   wait "$pid"; local rc=$?
   kill "$trace" 2>/dev/null
-  echo "$name: exit $rc after $((SECONDS - t0)) s; peak GPU MiB $(cut -d, -f2 "$dir/gpu_mem.csv" | tr -dc '0-9\n' | sort -n | tail -1)"
+  echo "$name: exit $rc after $((SECONDS - t0)) s; peak GPU MiB $(cut -d, -f2 "$dir/gpu_mem_$name.csv" | tr -dc '0-9\n' | sort -n | tail -1)"
   tail -n 25 "$dir/$name.log"
   return $rc
 }
@@ -126,13 +127,15 @@ trinity)
   tar -czf "$OUT/trinity.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' -C /tmp/runs trinity 2>/dev/null
   exit $rc
   ;;
-vllm)
-  rm -rf /tmp/runs/vllm
-  timed vllm python3 launcher.py --conf "$CONF" --backbone=local --exp-dir /tmp/runs/vllm "${DATA[@]}" \
-    "astuner.local.max_steps=$STEPS" astuner.rollout.engine.type=vllm
+vllm)  # WEIGHT_SYNC=reload (default) or restart: how the updated weights reach the server (engine.vllm.weight_sync)
+  ws=${WEIGHT_SYNC:-reload}
+  rm -rf "/tmp/runs/vllm_$ws"
+  timed "vllm_$ws" python3 launcher.py --conf "$CONF" --backbone=local --exp-dir "/tmp/runs/vllm_$ws" "${DATA[@]}" \
+    "astuner.local.max_steps=$STEPS" astuner.rollout.engine.type=vllm "astuner.rollout.engine.vllm.weight_sync=$ws" \
+    astuner.rollout.engine.vllm.gpu_memory_utilization=0.5 astuner.rollout.engine.vllm.dtype=bfloat16
   rc=$?
   leftovers
-  tar -czf "$OUT/vllm.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' -C /tmp/runs vllm 2>/dev/null
+  tar -czf "$OUT/vllm_$ws.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' -C /tmp/runs "vllm_$ws" 2>/dev/null
   exit $rc
   ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;
