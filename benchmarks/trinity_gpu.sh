@@ -8,6 +8,7 @@
 #                                                from) and GRPO with --backbone=local (the local baseline)
 #   bash benchmarks/trinity_gpu.sh trinity      astuner --backbone=trinity --with-ray from /tmp/td/sft/model,
 #                                                the same config and data, STEPS GRPO steps (default 20)
+#   bash benchmarks/trinity_gpu.sh local        the same with --backbone=local (transformers engine), STEPS steps
 #   bash benchmarks/trinity_gpu.sh vllm         the same with --backbone=local and rollout.engine.type=vllm (bf16,
 #                                                half the card; WEIGHT_SYNC=reload|restart picks the weight sync)
 #
@@ -24,7 +25,7 @@
 # $OUT/<stage>/, and packs the run directory into $OUT/<stage>.tgz. benchmarks/trinity_gpu_report.py turns
 # those into docs/results/trinity_gpu.{md,json}.
 set -uo pipefail
-stage=${1:?usage: trinity_gpu.sh install|experiment|trinity|vllm}
+stage=${1:?usage: trinity_gpu.sh install|experiment|trinity|local|vllm}
 STEPS=${STEPS:-20}
 OUT=${OUT:-/tmp/out}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -125,6 +126,15 @@ trinity)
   python3 launcher.py --kill ray > /dev/null 2>&1   # after a deadline: stop what the run left, then look again
   leftovers
   tar -czf "$OUT/trinity.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' -C /tmp/runs trinity 2>/dev/null
+  exit $rc
+  ;;
+local)  # the local backbone with its in-process transformers engine, from the same checkpoint and data
+  rm -rf /tmp/runs/local
+  timed local python3 launcher.py --conf "$CONF" --backbone=local --exp-dir /tmp/runs/local "${DATA[@]}" \
+    "astuner.local.max_steps=$STEPS"
+  rc=$?
+  leftovers
+  tar -czf "$OUT/local.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' -C /tmp/runs local 2>/dev/null
   exit $rc
   ;;
 vllm)  # WEIGHT_SYNC=reload (default) or restart: how the updated weights reach the server (engine.vllm.weight_sync)
