@@ -1,29 +1,64 @@
-"""Math judges for GSM8K-style tasks: a rule judge and a rule-then-LLM judge (the seed's).
+"""Math judges for GSM8K-style tasks: a rule judge with a math-verify second opinion, and the same
+followed by an LLM judge (the seed's).
 
 Why normalise: upstream compared the first ``\\boxed{...}`` with the reference as exact strings,
 so ``18.0``, ``$18``, ``1,600`` and ``\\boxed{\\frac{1}{2}}`` all scored 0 against correct
 references, a reward signal that punishes formatting instead of mathematics. Here both sides are
 parsed as numbers when they can be and compared within a relative 1e-6; otherwise they are compared
-as normalised strings.
+as normalised strings (``answers_match``, "the rule").
 
 Which box counts: the LAST complete ``\\boxed{...}`` (or ``\\fbox{...}``) in the answer, because a
 model that restates or corrects itself ends with the answer it means. Without any box the whole
 final answer is compared (so a workflow that already extracted the value works).
 
-Not guaranteed: symbolic equivalence (``\\sqrt{2}/2`` vs ``1/\\sqrt{2}``), mixed numbers,
-intervals and multi-part answers are not understood by the rule; the LLM judge may cover them.
-The LLM judge is synchronous and blocks its thread while it waits for the endpoint.
+The order of checkers (``check_answer``; a match from any of them counts):
+
+1. **the rule** (``answers_match``): numbers with units, percent signs, thousands commas,
+   scientific notation, ``\\frac``, ``\\text{}``, ``$``; a match ends the check, so every answer
+   the rule accepts scores exactly as before math-verify was added;
+2. **math-verify** (``math_verify_guard.MathVerifier``), only when the rule found no match: of
+   answer and reference, the same text the rule compared (the last box, else the whole text),
+   each read as one LaTeX expression. It adds symbolic equality (``\\frac{\\sqrt2}{2}`` =
+   ``\\frac{1}{\\sqrt2}``, ``x^2+2x+1`` = ``(x+1)^2``), sets and intervals, mixed numbers
+   (``2\\frac12``), ``1.6\\times10^3`` and ``1{,}600``. It runs in a child process with a deadline
+   and is screened for size and nesting, so it can neither crash nor hang a rollout; a timeout,
+   error or skip counts as "no match";
+3. (``MathAnswerAndLlmAsJudge`` only) **the LLM**, when neither matched.
+
+Why both: on 18 mixed answers (issue 19) the rule alone was right on 6 where math-verify was not,
+and math-verify on 3 where the rule was not. ``tests/test_math_judge_corpus.py`` keeps a corpus of
+59 cases: the rule alone is right on 50, math-verify alone on 54, the combination on all 59, and
+neither ever calls a wrong answer equal.
+
+Which checker decided is returned by ``check_answer`` / ``MathAnswerAsJudge.check`` (an
+``AnswerCheck``), counted per judge in ``MathAnswerAsJudge.stats()`` and logged at DEBUG level by
+``astuner.task_judge.math_answer_as_judge``.
+
+Not guaranteed: math-verify reads the compared text as one expression and does not search prose
+for a number (an unboxed "The answer is 18." matches neither, as before); an answer that
+math-verify would accept but that is screened out (longer than 1000 characters, nested deeper
+than 20) or takes longer than the deadline scores 0; mixed numbers written with a space are
+understood by neither checker (math-verify even reads ``2 1/2`` as 3/2); percentages are not
+read consistently (the rule takes ``50%`` as 50; math-verify also accepts 0.5 for ``50%`` but not
+for ``50\\%``). The LLM judge is synchronous and blocks its thread while it waits for the endpoint.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from astuner.task_judge.base_judge import BaseJudge, JudgeInput, JudgeInputError, JudgeUnavailableError
+from astuner.task_judge.math_verify_guard import MathVerifier
+
+logger = logging.getLogger(__name__)
 
 _BOX_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
@@ -41,22 +76,31 @@ _LABEL_PREFIX = re.compile(r"^[A-Za-z]\w*\s*=\s*")
 
 def extract_boxed(text: str | None) -> str | None:
     """The content of the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (by start position),
-    with nested and escaped braces handled; None when there is none."""
+    with nested and escaped braces handled; None when there is none.
+
+    One pass over the text with a stack of open braces, so hostile input (``\\boxed{`` repeated
+    100,000 times) costs linear time."""
     if not text:
         return None
-    found = None
-    for match in _BOX_START.finditer(text):
-        depth, i = 1, match.end()
-        while i < len(text) and depth:
-            char = text[i]
-            if char == "\\":
-                i += 2
-                continue
-            depth += {"{": 1, "}": -1}.get(char, 0)
-            i += 1
-        if depth == 0:
-            found = text[match.end() : i - 1].strip()
-    return found
+    box_braces = {match.end() - 1 for match in _BOX_START.finditer(text)}
+    if not box_braces:
+        return None
+    open_braces: list[int] = []
+    found: tuple[int, int] | None = None
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "{":
+            open_braces.append(i)
+        elif char == "}" and open_braces:
+            opened = open_braces.pop()
+            if opened in box_braces and (found is None or opened > found[0]):
+                found = (opened, i)
+        i += 1
+    return text[found[0] + 1 : found[1]].strip() if found else None
 
 
 def _clean(text: str) -> str:
@@ -119,6 +163,41 @@ def answers_match(pred: Any, ref: Any) -> bool:
     return bool(ref_n) and pred_n == ref_n
 
 
+def compared_text(answer: Any) -> str:
+    """What the checkers compare of an answer: the last complete box's content, else the whole
+    answer (stripped); ``""`` for None."""
+    text = "" if answer is None else str(answer)
+    boxed = extract_boxed(text)
+    return (boxed if boxed is not None else text).strip()
+
+
+@dataclass(frozen=True)
+class AnswerCheck:
+    """One comparison of an answer with its reference, and which checker decided it.
+
+    ``decided_by``: ``"rule"`` or ``"math_verify"`` (the checker that found the match), or
+    ``"none"`` (no match). ``math_verify``: ``"not_asked"`` (the rule matched), ``"off"`` (no
+    verifier), or a ``SecondOpinion`` outcome (``match``, ``no_match``, ``skipped``, ``timeout``,
+    ``error``, ``unavailable``) with its ``detail``.
+    """
+
+    matched: bool
+    decided_by: str
+    math_verify: str
+    detail: str = ""
+
+
+def check_answer(pred: Any, ref: Any, verifier: MathVerifier | None = None) -> AnswerCheck:
+    """The rule, then (when it finds no match and ``verifier`` is given) math-verify; see the module
+    docstring for the order and why."""
+    if answers_match(pred, ref):
+        return AnswerCheck(True, "rule", "not_asked")
+    if verifier is None:
+        return AnswerCheck(False, "none", "off")
+    opinion = verifier.check(compared_text(pred), compared_text(ref))
+    return AnswerCheck(opinion.matched, "math_verify" if opinion.matched else "none", opinion.outcome, opinion.detail)
+
+
 def gsm8k_reference(answer: str) -> str:
     """GSM8K's final answer: the stripped text after the last ``####`` (the whole text if none)."""
     return str(answer).split("####")[-1].strip()
@@ -159,11 +238,53 @@ def _reference_answer(workflow_task: Any) -> str:
 
 
 class MathAnswerAsJudge(BaseJudge):
-    """1.0 and success when the final answer states the reference answer, else 0.0."""
+    """1.0 and success when the final answer states the reference answer (the rule, then
+    math-verify), else 0.0.
+
+    Class attributes (set them in a subclass): ``use_math_verify`` (False: the rule alone, the
+    judge as it was before math-verify) and ``math_verify_timeout_s`` (deadline of one math-verify
+    comparison). ``stats()`` counts which checker decided, and math-verify's outcomes.
+    """
+
+    use_math_verify: bool = True
+    math_verify_timeout_s: float = 5.0
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self._verifier: MathVerifier | None = None
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @property
+    def verifier(self) -> MathVerifier | None:
+        """The judge's math-verify (its worker process starts on first use); None when turned off."""
+        if not self.use_math_verify:
+            return None
+        with self._lock:
+            if self._verifier is None:
+                self._verifier = MathVerifier(self.math_verify_timeout_s)
+            return self._verifier
+
+    def check(self, judge_input: JudgeInput) -> AnswerCheck:
+        """The rule, then math-verify, on this rollout's final answer (not counted in ``stats``)."""
+        return check_answer(judge_input["final_answer"], _reference_answer(judge_input["workflow_task"]), self.verifier)
 
     def judge(self, judge_input: JudgeInput) -> tuple[float, bool]:
-        matched = answers_match(judge_input["final_answer"], _reference_answer(judge_input["workflow_task"]))
-        return (1.0 if matched else 0.0), matched
+        result = self.check(judge_input)
+        self._record(result.decided_by, result)
+        return (1.0 if result.matched else 0.0), result.matched
+
+    def stats(self) -> dict[str, int]:
+        """Counts over the rollouts this judge scored: ``decided_by/<rule|math_verify|llm|none>``
+        and ``math_verify/<outcome>`` (``not_asked`` when the rule matched)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def _record(self, decided_by: str, result: AnswerCheck) -> None:
+        """Count and log (DEBUG) one scored rollout."""
+        with self._lock:
+            self._counts.update((f"decided_by/{decided_by}", f"math_verify/{result.math_verify}"))
+        logger.debug("math judge: decided_by=%s math_verify=%s %s", decided_by, result.math_verify, result.detail)
 
 
 DEFAULT_LLM_MODEL = "qwen3-235b-a22b-instruct-2507"
@@ -188,7 +309,7 @@ def verdict_is_correct(reply: str | None) -> bool:
 
 
 class MathAnswerAndLlmAsJudge(MathAnswerAsJudge):
-    """The rule first; when it does not match, an OpenAI-compatible LLM decides.
+    """The rule, then math-verify; when neither matches, an OpenAI-compatible LLM decides.
 
     Config (``astuner.task_judge.*``): ``alien_llm_model``, ``alien_llm_base_url``,
     ``alien_llm_api_key_env`` (the NAME of the variable holding the key), ``alien_llm_max_retries``
@@ -211,11 +332,14 @@ class MathAnswerAndLlmAsJudge(MathAnswerAsJudge):
         self._client = None
 
     def judge(self, judge_input: JudgeInput) -> tuple[float, bool]:
+        result = self.check(judge_input)
+        if result.matched:
+            self._record(result.decided_by, result)
+            return 1.0, True
         final_answer = judge_input["final_answer"]
         reference = _reference_answer(judge_input["workflow_task"])
-        if answers_match(final_answer, reference):
-            return 1.0, True
         correct = verdict_is_correct(self.ask_llm(str(final_answer), reference))
+        self._record("llm" if correct else "none", result)
         return (1.0 if correct else 0.0), correct
 
     def messages(self, final_answer: str, reference: str) -> list[dict]:
