@@ -7,9 +7,9 @@ viewer, workers) is recorded as a JSON file in ``$ASTUNER_PROCS_DIR`` (default
 
 ``kill_registered("python|ray")`` ends the registered processes whose tag or command line contains
 one of the ``|``-separated keywords (a plain substring match on *our* records, never a search of the
-machine's process table), together with their descendants (found by walking ``/proc`` before any
-signal is sent) and their process group. SIGTERM first, SIGKILL after ``grace_s``. A record of kind
-``ray`` (a Ray node astuner started with ``--with-ray``) is first stopped with ``ray stop``, Ray's
+machine's process table), together with their descendants (found in psutil's process table before
+any signal is sent) and their process group. SIGTERM first, SIGKILL after ``grace_s``. A record of
+kind ``ray`` (a Ray node astuner started with ``--with-ray``) is first stopped with ``ray stop``, Ray's
 own shutdown — but only when every Ray daemon on this machine (``raylet``, ``gcs_server``) belongs
 to that record's process tree, because ``ray stop`` ends *all* Ray processes it can see, including
 another user's cluster when run as root. Otherwise astuner skips ``ray stop``, says so, and ends
@@ -26,6 +26,11 @@ Never signalled: a process that is not a registered one or one of their descenda
 and its ancestors; a process owned by another user; a pid that was reused by another program since
 it was recorded (the kernel start time must still match, else the stale record is dropped).
 
+Process facts come from psutil (parents, children, status, user, name), except the start time:
+records and run ids keep the kernel's start time in clock ticks since boot, read from
+``/proc/<pid>/stat`` (``_start_time`` says why), so records written by earlier versions and by
+other astuner processes compare exactly. Linux only, as before.
+
 Not guaranteed: a descendant that left the tree before the kill (re-parented to init by a
 double fork, e.g. a daemon that detached itself) is only reached through the process group.
 """
@@ -41,8 +46,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 RAY_DAEMONS = ("raylet", "gcs_server")
-"""Process names (``/proc/<pid>/comm``) that mark a running Ray node."""
+"""Process names (psutil's ``name()``, the kernel's ``comm``) that mark a running Ray node."""
 RUN_ENV = "ASTUNER_RUN"
 """Environment variable holding the current run's id (``"<pid>:<start time>"``), inherited by its processes."""
 
@@ -54,63 +61,54 @@ def registry_dir() -> Path:
     return path
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of ``/proc/<pid>/stat`` after the command name (index 0 is the state)."""
+def _start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` in clock ticks since boot (field 22 of ``/proc/<pid>/stat``);
+    None when there is no such process.
+
+    Read by hand on purpose: psutil's ``create_time()`` is this value converted to seconds since
+    the epoch through the boot time, which moves when the system clock is adjusted, so two
+    readings of one process need not be equal; the tick count never changes. Records, run ids and
+    pid-reuse checks all compare tick counts (the unit astuner always recorded).
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()
-
-
-def _start_time(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None
-
-
-def _parent(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[1]) if fields else None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19]) if len(fields) > 19 else None
 
 
 def _uid(pid: int) -> int | None:
+    """The effective user id of ``pid``; None when it is gone or cannot be read."""
     try:
-        return Path(f"/proc/{pid}").stat().st_uid
-    except OSError:
+        return psutil.Process(pid).uids().effective
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 
 
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
 def _is_zombie(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is None or fields[0] in ("Z", "X")
+    """True for a zombie, a dead process or a pid with no process."""
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.AccessDenied:
+        return False
 
 
 def _ancestors() -> set[int]:
-    pids, pid = set(), os.getpid()
-    while pid and pid > 1:
-        pids.add(pid)
-        pid = _parent(pid) or 0
-    return pids
-
-
-def _all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    """This process and its ancestors, init excluded."""
+    me = psutil.Process()
+    return {me.pid} | {parent.pid for parent in me.parents() if parent.pid > 1}
 
 
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` in the process tree right now (children first, breadth-first)."""
     children: dict[int, list[int]] = {}
-    for other in _all_pids():
-        parent = _parent(other)
+    for proc in psutil.process_iter(["ppid"]):
+        parent = proc.info["ppid"]
         if parent is not None:
-            children.setdefault(parent, []).append(other)
+            children.setdefault(parent, []).append(proc.pid)
     out, queue = [], list(children.get(pid, []))
     while queue:
         child = queue.pop(0)
@@ -315,16 +313,22 @@ def _signal_group(rec: dict, sig: int, protected: set[int]) -> None:
 
 def _group_members(pgid: int) -> list[int]:
     out = []
-    for pid in _all_pids():
-        fields = _stat_fields(pid)
-        if fields and int(fields[2]) == pgid:
-            out.append(pid)
+    for pid in psutil.pids():
+        try:
+            if os.getpgid(pid) == pgid:
+                out.append(pid)
+        except (ProcessLookupError, PermissionError):
+            continue
     return out
 
 
 def foreign_ray_daemons(tree: set[int]) -> list[int]:
     """Ray daemons (raylet, gcs_server) running on this machine outside ``tree``, any user."""
-    return [pid for pid in _all_pids() if pid not in tree and _comm(pid) in RAY_DAEMONS and not _is_zombie(pid)]
+    gone = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    return [
+        proc.pid for proc in psutil.process_iter(["name", "status"])
+        if proc.pid not in tree and proc.info["name"] in RAY_DAEMONS and proc.info["status"] not in gone
+    ]
 
 
 def _ray_stop(rec: dict, tree: list[int], report: KillReport) -> None:
