@@ -6,6 +6,7 @@ come from a tiny scripted handler, so the retry rules are checked on the wire, n
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -92,9 +93,9 @@ def test_protocol_round_trip_with_the_example_service():
         messages = env.create()
         assert messages == [{"role": "user", "content": QuizGame("dev-0").first_messages()[0]["content"]}]
         assert client.call("instances", {})["data"] == {"inst-1": "dev-0"}
-        assert env.step("42") == ("Correct.\nQuestion 2 of 2: what is 9 * 8?", 0.0, False, {})
-        observation, reward, terminated, info = env.step({"role": "assistant", "content": [{"type": "text", "text": "72"}]})
-        assert terminated and "2 of 2 correct" in observation and env.steps == 2
+        assert env.step("42") == ("Correct.\nQuestion 2 of 2: what is 9 * 8?", 0.0, False, False, {})
+        observation, reward, terminated, truncated, info = env.step({"role": "assistant", "content": [{"type": "text", "text": "72"}]})
+        assert terminated and not truncated and "2 of 2 correct" in observation and env.steps == 2
         assert env.evaluate(params={"sparse": False}) == 1.0
         assert env.evaluate("inst-1", params={"sparse": True}) == 1.0
         with pytest.raises(ValueError, match="not other"):
@@ -203,12 +204,74 @@ def test_observations_from_odd_states():
     ]
     with scripted_service({"step": [(200, s) for s in states]}) as (url, _):
         env = EnvServiceGymEnv(EnvClient(url, FAST), "e", "t", "i1")
-        assert env.step("x") == ("[Error from environment: bad action]", 0.0, False, {})
-        assert env.step("x") == ("[The environment returned no observation text.]", 0.5, True, {"k": 1})
-        assert env.step("x") == ("a\n\nb", 0.0, False, {})
+        assert env.step("x") == ("[Error from environment: bad action]", 0.0, False, False, {})
+        assert env.step("x") == ("[The environment returned no observation text.]", 0.5, True, False, {"k": 1})
+        assert env.step("x") == ("a\n\nb", 0.0, False, False, {})
         with pytest.raises(EnvServiceError, match="'state' is str, expected a message or a list of messages"):
             env.step("x")
     with pytest.raises(TypeError, match="env action must be text"):
         env.step(42)
     with pytest.raises(ValueError, match="must start with http"):
         EnvClient("127.0.0.1:8080")
+
+
+# --- gymnasium's 5-tuple, with services and clients of either form (astuner/env_service/step_api.py) ---
+
+
+def test_a_service_without_is_truncated_is_read_the_old_way():
+    """An older service: no ``is_truncated``; gym's ``info["TimeLimit.truncated"]`` marks a cut-off episode."""
+    old_form = [
+        {"data": {"state": {"content": "go on"}, "is_terminated": False}},
+        {"data": {"state": {"content": "time is up"}, "is_terminated": True, "info": {"TimeLimit.truncated": True}}},
+        {"data": {"state": {"content": "solved"}, "is_terminated": True, "info": {}}},
+    ]
+    with scripted_service({"step": [(200, s) for s in old_form]}) as (url, _):
+        env = EnvServiceGymEnv(EnvClient(url, FAST), "e", "t", "i1")
+        assert env.step("a") == ("go on", 0.0, False, False, {})
+        obs, _, terminated, truncated, info = env.step("b")
+        assert (terminated, truncated, env.truncated) == (False, True, True) and info == {"TimeLimit.truncated": True}
+        step = env.step("c")
+        assert (step.terminated, step.truncated, step.done) == (True, False, True)
+        assert env.metrics()["terminated"] and not env.metrics()["truncated"]
+
+
+def test_a_service_with_is_truncated_is_read_as_gymnasium():
+    new_form = [
+        {"data": {"state": {"content": "limit"}, "is_terminated": True, "is_truncated": True}},
+        {"data": {"state": {"content": "limit, gymnasium keys"}, "is_terminated": False, "is_truncated": True}},
+        {"data": {"state": {"content": "end"}, "is_terminated": True, "is_truncated": False,
+                  "info": {"TimeLimit.truncated": True}}},  # is_truncated wins over the old info flag
+    ]
+    with scripted_service({"step": [(200, s) for s in new_form]}) as (url, _):
+        env = EnvServiceGymEnv(EnvClient(url, FAST), "e", "t", "i1")
+        assert env.step("a")[2:4] == (False, True)
+        assert env.step("b")[2:4] == (False, True)
+        assert env.step("c")[2:4] == (True, False)
+
+
+def test_example_service_truncates_and_old_clients_still_see_the_end():
+    with serve_in_thread(max_steps=1) as url:
+        client = EnvClient(url, FAST)
+        env = EnvServiceGymEnv(client, "arith_quiz", "dev-0", "inst-1")
+        env.create()
+        observation, _, terminated, truncated, _ = env.step("42")
+        assert (terminated, truncated) == (False, True) and "step limit (1) reached" in observation
+        again = env.step("72")
+        assert (again.terminated, again.truncated) == (False, True) and "step limit reached" in again.observation
+        assert env.evaluate(params={"sparse": False}) == 0.5  # the second question was never answered
+        raw = client.step("inst-1", {"role": "assistant", "content": "72"})
+        assert raw["is_terminated"] is True  # what a client that predates is_truncated reads: the episode is over
+        env.release()
+
+
+def test_legacy_step_gives_gyms_four_tuple():
+    with serve_in_thread(max_steps=1) as url:
+        env = EnvServiceGymEnv(EnvClient(url, FAST), "arith_quiz", "dev-0", "inst-1")
+        env.create()
+        observation, reward, done, info = env.legacy_step("42")
+        assert done and reward == 0.0 and info == {"TimeLimit.truncated": True} and "Correct." in observation
+    with serve_in_thread() as url:
+        env = EnvServiceGymEnv(EnvClient(url, FAST), "arith_quiz", "dev-0", "inst-2")
+        env.create()
+        assert env.legacy_step("42") == ("Correct.\nQuestion 2 of 2: what is 9 * 8?", 0.0, False, {})
+        assert asyncio.run(env.alegacy_step("72"))[2:] == (True, {})

@@ -182,7 +182,7 @@ class SeedQuiz(AgentScopeLearnProtocol):
         text, terminated = init_messages[0]["content"], False
         while not terminated:
             expression = re.search(r"what is (.+)\\?", text).group(1)
-            text, _, terminated, _ = workflow_task.gym_env.step(str(eval(expression)))
+            text, _, terminated, _ = workflow_task.gym_env.legacy_step(str(eval(expression)))  # gym's 4-tuple
         astune_proxy.update_judge_input_dictionary(final_answer=text)
         return astune_proxy
 

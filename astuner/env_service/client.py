@@ -13,14 +13,17 @@ endpoint              request (besides the common keys)        response
 ``create``            ``env_type``, ``task_id``,               ``{"data": {"state": message(s),
                       ``instance_id`` (chosen by the client)   "info": {...}}}``
 ``step``              ``instance_id``, ``messages`` = action   ``{"data": {"state": message(s),
-                      ``{"role": "assistant", "content"}``     "is_terminated": bool, "reward", "info"}}``
+                      ``{"role": "assistant", "content"}``     "is_terminated": bool, "is_truncated"?:
+                                                               bool, "reward", "info"}}``
 ``evaluate``          ``instance_id``, ``params``              ``{"data": number}``
                       (``{"sparse": false}`` from the judge)
 ``release``           ``instance_id``                          ``{"success": bool}``
 ====================  =======================================  ==========================================
 
 A response whose ``success`` is ``false`` (other than from ``release``) is an error; its ``error``
-text is reported.
+text is reported. ``is_terminated`` means "the episode is over"; ``is_truncated`` (optional, newer
+services) that it is over because of a limit; ``step_api.py`` says how both are read, also from
+services that predate ``is_truncated``.
 
 Failures and retries. Each request waits at most ``timeout_s`` for the connection and for each
 read. A failed request is retried up to ``max_retries`` times, sleeping ``backoff_s``, then twice
@@ -133,7 +136,7 @@ class EnvClient:
         return data
 
     def step(self, instance_id: str, action: dict, params: dict | None = None) -> dict:
-        """Apply one action; returns ``{"state", "is_terminated", "reward"?, "info"?}``."""
+        """Apply one action; returns ``{"state", "is_terminated", "is_truncated"?, "reward"?, "info"?}``."""
         body = {"instance_id": instance_id, "messages": action, "params": params or {}}
         data = self._data("step", body, instance_id)
         if not isinstance(data, dict) or "state" not in data or "is_terminated" not in data:

@@ -15,6 +15,11 @@ Options for testing failure handling:
   over all instances) arrives, before answering it — a service dying mid-rollout;
 - ``--step-delay-s S``: wait S seconds before answering each step — a slow service.
 
+``--max-steps N`` (0: none) cuts an episode off after N answered questions: that step and any
+later one answer ``is_terminated`` and ``is_truncated`` true (``step_api.py``), so both a
+gymnasium-style client (truncated) and an older one (the episode is over) stop there. Every step
+response carries ``is_truncated``.
+
 It uses only the standard library (``ThreadingHTTPServer``: one thread per request) and ends
 cleanly on SIGTERM or SIGINT. Not guaranteed: authentication, persistence of instances across
 restarts, limits on the number of live instances; it is an example and a test fixture.
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from astuner.env_service.example_quiz import ENV_TYPE, QuizGame, UnknownTask, task_ids
+from astuner.env_service.step_api import to_wire
 
 
 class _Reply(Exception):
@@ -52,10 +58,13 @@ class _Reply(Exception):
 class QuizService:
     """The live instances and the protocol's operations; safe to call from many threads."""
 
-    def __init__(self, record: Path | None = None, crash_on_step: int = 0, step_delay_s: float = 0.0) -> None:
+    def __init__(
+        self, record: Path | None = None, crash_on_step: int = 0, step_delay_s: float = 0.0, max_steps: int = 0
+    ) -> None:
         self.record = record
         self.crash_on_step = crash_on_step
         self.step_delay_s = step_delay_s
+        self.max_steps = max_steps
         self.games: dict[str, QuizGame] = {}
         self.created: list[str] = []
         self.released: list[str] = []
@@ -114,9 +123,18 @@ class QuizService:
         text = action.get("content", "") if isinstance(action, dict) else str(action)
         with self._lock:
             game = self._game(body)
-            observation, terminated = game.step(text if isinstance(text, str) else str(text))
+            if self._at_limit(game):
+                observation, terminated, truncated = "The episode is over: step limit reached.", False, True
+            else:
+                observation, terminated = game.step(text if isinstance(text, str) else str(text))
+                truncated = not terminated and self._at_limit(game)
+                if truncated:
+                    observation += f"\nThe episode is over: step limit ({self.max_steps}) reached."
         state = {"role": "user", "content": observation}
-        return {"success": True, "data": {"state": state, "reward": 0.0, "is_terminated": terminated, "info": {}}}
+        return {"success": True, "data": {"state": state, "reward": 0.0, **to_wire(terminated, truncated), "info": {}}}
+
+    def _at_limit(self, game: QuizGame) -> bool:
+        return bool(self.max_steps) and not game.done and len(game.results) >= self.max_steps
 
     def evaluate(self, body: dict) -> dict:
         sparse = bool((body.get("params") or {}).get("sparse", False))
@@ -243,11 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", default="", help="file that always holds the live/created/released instances")
     parser.add_argument("--crash-on-step", type=int, default=0, help="SIGKILL itself at the K-th step request (testing)")
     parser.add_argument("--step-delay-s", type=float, default=0.0, help="seconds to wait before answering a step (testing)")
+    parser.add_argument("--max-steps", type=int, default=0, help="cut each episode off after N steps (truncated); 0: no limit")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
     server = make_server(
         args.host, args.port, record=args.record or None, crash_on_step=args.crash_on_step,
-        step_delay_s=args.step_delay_s, verbose=args.verbose,
+        step_delay_s=args.step_delay_s, max_steps=args.max_steps, verbose=args.verbose,
     )
     host, port = server.server_address[:2]
 

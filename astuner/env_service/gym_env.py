@@ -1,9 +1,12 @@
 """The env handle a rollout's workflow and judge get as ``workflow_task.gym_env``.
 
 One handle is bound to one instance on an environment service for one rollout attempt. The
-workflow acts with ``step(action) -> (observation, reward, terminated, info)`` (or ``await
-astep(...)``, which runs the request in a worker thread so other rollouts keep going); the judge
-scores with ``evaluate(params=...)``. The rollout runner creates the instance before the workflow
+workflow acts with ``step(action) -> (observation, reward, terminated, truncated, info)``,
+gymnasium's 5-tuple (``step_api.StepResult``; or ``await astep(...)``, which runs the request in a
+worker thread so other rollouts keep going); code written for gym's 4-tuple ``(observation,
+reward, done, info)`` calls ``legacy_step`` / ``alegacy_step`` instead. How the two flags are read
+from services that send ``is_truncated`` and from older ones that do not: ``step_api.py``. The
+judge scores with ``evaluate(params=...)``. The rollout runner creates the instance before the workflow
 and releases it afterwards (``session.py``); workflows never create or release.
 
 A failed request makes the handle *broken*: every later ``step``/``evaluate`` raises the first
@@ -23,6 +26,7 @@ import asyncio
 from typing import Any, Callable
 
 from astuner.env_service.client import EnvClient, EnvServiceError
+from astuner.env_service.step_api import StepResult, flags_from_wire, to_four
 
 NO_CONTENT_TEXT = "[The environment returned no observation text.]"
 
@@ -37,6 +41,7 @@ class EnvServiceGymEnv:
         self.instance_id = instance_id
         self.steps = 0
         self.terminated = False
+        self.truncated = False
         self.created = False
         self.released = False
         self.error: EnvServiceError | None = None
@@ -52,8 +57,8 @@ class EnvServiceGymEnv:
         self.info = data.get("info") if isinstance(data.get("info"), dict) else {}
         return self._messages("create", data["state"])
 
-    def step(self, action: str | dict, params: dict | None = None) -> tuple[str, float, bool, dict]:
-        """Send one action; returns ``(observation text, reward, terminated, info)``.
+    def step(self, action: str | dict, params: dict | None = None) -> StepResult:
+        """Send one action; returns ``(observation text, reward, terminated, truncated, info)``.
 
         ``action`` is the agent's text, or a message ``{"role", "content"}`` whose content may be
         a list of content blocks (the first text block is sent).
@@ -61,15 +66,24 @@ class EnvServiceGymEnv:
         message = _action_message(action)
         data = self._request("step", lambda: self.client.step(self.instance_id, message, params))
         self.steps += 1
-        self.terminated = bool(data["is_terminated"])
         reward = data.get("reward")
         reward = float(reward) if isinstance(reward, (int, float)) and not isinstance(reward, bool) else 0.0
         info = data.get("info") if isinstance(data.get("info"), dict) else {}
-        return self._observation(data["state"]), reward, self.terminated, info
+        self.terminated, self.truncated = flags_from_wire(data, info)
+        return StepResult(self._observation(data["state"]), reward, self.terminated, self.truncated, info)
 
-    async def astep(self, action: str | dict, params: dict | None = None) -> tuple[str, float, bool, dict]:
+    async def astep(self, action: str | dict, params: dict | None = None) -> StepResult:
         """``step`` in a worker thread, for async workflows and tools."""
         return await asyncio.to_thread(self.step, action, params)
+
+    def legacy_step(self, action: str | dict, params: dict | None = None) -> tuple[str, float, bool, dict]:
+        """``step`` as gym's 4-tuple ``(observation, reward, done, info)``, for code written against it;
+        ``info["TimeLimit.truncated"]`` is True when the episode was cut off by a limit."""
+        return to_four(self.step(action, params))
+
+    async def alegacy_step(self, action: str | dict, params: dict | None = None) -> tuple[str, float, bool, dict]:
+        """``legacy_step`` in a worker thread."""
+        return to_four(await self.astep(action, params))
 
     def evaluate(self, instance_id: str | None = None, params: dict | None = None) -> float:
         """The service's score of this instance.
@@ -96,6 +110,7 @@ class EnvServiceGymEnv:
             "created": self.created,
             "steps": self.steps,
             "terminated": self.terminated,
+            "truncated": self.truncated,
             "released": self.released,
             "error": str(self.error) if self.error else None,
             **{f"http_{k}": v for k, v in self.client.stats.items()},

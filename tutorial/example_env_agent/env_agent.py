@@ -40,8 +40,8 @@ def submit_answer_tool(gym_env: Any):
         Args:
             answer (str): Your answer, a single number.
         """
-        observation, _reward, terminated, _info = await gym_env.astep(answer)
-        text = f"{observation}\n{EPISODE_OVER}" if terminated else observation
+        observation, _reward, terminated, truncated, _info = await gym_env.astep(answer)
+        text = f"{observation}\n{EPISODE_OVER}" if terminated or truncated else observation
         return ToolResponse(content=[TextBlock(type="text", text=text)])
 
     return submit_answer
@@ -79,5 +79,8 @@ class EnvQuizWorkflow(Workflow):
         agent.set_console_output_enabled(False)
         reply = await agent.reply(first_messages(workflow_task.task.init_messages))
         return WorkflowOutput(
-            metadata={"final_answer": reply.get_text_content(), "env_steps": gym_env.steps, "terminated": gym_env.terminated}
+            metadata={
+                "final_answer": reply.get_text_content(), "env_steps": gym_env.steps,
+                "terminated": gym_env.terminated, "truncated": gym_env.truncated,
+            }
         )
