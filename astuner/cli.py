@@ -4,7 +4,8 @@ Exit codes: 0 success; 2 usage or config error (one line on stderr, no traceback
 failure; 130 Ctrl-C; 143 SIGTERM (the debug and local backbones turn SIGTERM into ``Terminated``;
 the trinity backbone leaves the signal its own action). A config error is found before anything is created and before
 torch, transformers or agentscope are imported (``astuner.preflight``). The ``debug`` backbone runs
-in this process, so debugger breakpoints in workflow and judge code are hit.
+in this process, so debugger breakpoints in workflow and judge code are hit, also when a debugger
+attaches through ``--debugpy [HOST:]PORT`` (``astuner.debugging``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from astuner import __version__
+from astuner import __version__, debugging
 from astuner.interrupt import SIGINT_EXIT_CODE, SIGTERM_EXIT_CODE, Terminated
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--autokill", action="store_true", help=f"like --kill '{AUTOKILL}', but only processes of runs that have ended (or of this run)")
     p.add_argument("--db", "--debug", dest="db", default="", help="debug tags: turns on Ray post-mortem debugging env vars")
+    debugging.add_arguments(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted key paths)")
     return p
 
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.backbone not in BACKBONES:
         raise UsageError(f"--backbone: unknown backbone {args.backbone!r} (choose from {', '.join(BACKBONES)})")
+    debugpy_request = _debugpy_request(args)
     from astuner.procs import current_run, kill
 
     current_run()  # this run's id, inherited by every process it starts (the registry records it)
@@ -119,11 +122,25 @@ def _run(args: argparse.Namespace) -> int:
     if args.db:
         os.environ.update({"RAY_DEBUG_POST_MORTEM": "1", "DEBUG_TAGS": args.db, "RAY_record_task_actor_creation_sites": "true"})
         print("astuner: debug mode is on")
-    return _run_backbone(args)
+    return _run_backbone(args, debugpy_request)
 
 
-def _run_backbone(args: argparse.Namespace) -> int:
+def _debugpy_request(args: argparse.Namespace) -> debugging.DebugpyRequest | None:
+    """``--debugpy``/``--wait-for-client`` checked before anything runs (``astuner.debugging``); they need ``--conf``."""
+    try:
+        request = debugging.request_from_flags(args.debugpy, args.wait_for_client)
+    except debugging.DebugpyError as exc:
+        raise UsageError(str(exc)) from None
+    if request is not None and not args.conf:
+        raise UsageError("--debugpy needs --conf: it debugs a run")
+    return request
+
+
+def _run_backbone(args: argparse.Namespace, debugpy_request: debugging.DebugpyRequest | None = None) -> int:
     """Check the whole config, choose the run's folder, create it, and hand over to the backbone.
+
+    With ``--debugpy``, the debugger listens (and with ``--wait-for-client`` is waited for) right
+    after the checks pass and before the run's folder is created.
 
     Nothing is created, and no heavy module (torch, transformers, agentscope) is imported, until
     the config and the files it names have passed the light checks (``astuner.preflight``).
@@ -144,6 +161,11 @@ def _run_backbone(args: argparse.Namespace) -> int:
     config = loaded.config
     if args.backbone == "trinity" and not args.skip_gpu_check:
         _check_gpus()
+    if debugpy_request is not None:
+        try:
+            debugging.start(debugpy_request, backbone=args.backbone)
+        except debugging.DebugpyError as exc:
+            raise UsageError(str(exc)) from None
     from astuner.backbone import load_backbone
 
     run = load_backbone(args.backbone)
