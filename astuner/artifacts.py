@@ -40,6 +40,7 @@ def rollout_record(result: RolloutResult, tokenizer: Any) -> dict[str, Any]:
         "context_overflow": result.context_overflow,
         "attempts": result.attempts,
         "env": result.env,
+        "metrics": _jsonable(result.metrics),
         "error": result.error,
         "messages": _jsonable(result.messages),
         "samples": samples,

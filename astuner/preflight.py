@@ -9,8 +9,10 @@ machine). ``check_config`` runs in two stages:
    schema, cross-key rules, input paths resolved against the config's folder and present); the
    workflow's and judge's modules located without being run (``astuner.resolve.locate``); the task
    files of a ``jsonl_dataset_file`` reader read in full; the scripted replies file parsed.
-2. Only when stage 1 passed: the workflow and judge classes imported (this runs their modules,
-   which usually import agentscope) and checked to be a workflow and a judge.
+2. Only when stage 1 passed: the workflow and judge imported (this runs their modules, which
+   usually import agentscope) and checked to be a workflow and a judge, as every backbone loads
+   them (``astuner.components``: a class, or an agentscope.tuner-style function whose signature
+   agentscope's checker accepts).
 
 Every problem is a ``ConfigError``: one line with the file and the key path (exit code 2).
 
@@ -86,22 +88,16 @@ def _check_task_files(loaded: LoadedConfig) -> None:
 
 
 def _check_classes(loaded: LoadedConfig) -> None:
-    """Import the workflow and the judge; each must be the kind of object the rollout runner calls."""
-    from astuner.resolve import ResolveError, resolve
+    """Import the workflow and the judge as every backbone does (``astuner.components``): each must be
+    the kind of object the rollout runner calls (a class, or an agentscope.tuner-style function)."""
+    from astuner.components import judge_class, workflow_class
+    from astuner.resolve import ResolveError
 
-    needs = {
-        SPEC_KEYS[0]: (("execute", "agentscope_execute"), "a workflow: a class with async execute(...) or "
-                       "agentscope_execute(...)"),
-        SPEC_KEYS[1]: (("compute_reward",), "a judge: a class with compute_reward(...) (subclass BaseJudge)"),
-    }
-    for key, (methods, kind) in needs.items():
-        spec = _spec(loaded, key)
+    for key, load in ((SPEC_KEYS[0], workflow_class), (SPEC_KEYS[1], judge_class)):
         try:
-            obj = resolve(spec)
+            load(_spec(loaded, key))
         except ResolveError as exc:
             raise _error(loaded, key, str(exc)) from None
-        if not isinstance(obj, type) or not any(hasattr(obj, m) for m in methods):
-            raise _error(loaded, key, f"{spec!r} is not {kind}")
 
 
 def _spec(loaded: LoadedConfig, key: tuple[str, str]) -> str:

@@ -13,9 +13,11 @@ import asyncio
 import inspect
 import traceback
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from astuner.auxiliary_models import build_auxiliary_models
 from astuner.chat_template import ChatTemplate
 from astuner.engine.base import Engine
 from astuner.env_service.session import env_for_rollout
@@ -53,6 +55,8 @@ class RolloutResult:
     error: str | None = None
     env: dict[str, Any] = field(default_factory=dict)
     """env_service rollouts: the instance's metrics (``astuner.env_service.session``); else empty."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """The workflow's ``metadata["metrics"]`` (agentscope.tuner functions: workflow and judge metrics)."""
 
 
 class Rollouts:
@@ -109,10 +113,11 @@ class Rollouts:
         settings = replace(self.settings, seed=rollout_seed(self.settings.seed, self.seed_salt, wt.task_tag, attempt))
         tuner = ModelTuner(self.engine, self.template, settings, context=context)
         try:
+            wt.auxiliary_models = build_auxiliary_models(self.config.astuner.rollout.auxiliary_models)
             async with env_for_rollout(self.config, wt, result.env):  # env_service: instance held, always released
                 with use_limits(self.tool_limits):
                     output = await run_workflow(self.workflow_cls, wt, tuner, self.config)
-                raw_reward, is_success = await asyncio.to_thread(self._judge, wt, output, tuner)
+                raw_reward, is_success = await self._judge(wt, output, tuner)
         except Exception as exc:  # counted and dropped by the caller; the traceback is kept for the log
             result.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
             _fill_from_tuner(result, tuner)
@@ -120,6 +125,8 @@ class Rollouts:
         _fill_from_tuner(result, tuner)
         a = self.config.astuner
         result.final_answer = output.metadata.get("final_answer")
+        metrics = output.metadata.get("metrics")
+        result.metrics = dict(metrics) if isinstance(metrics, Mapping) else {}
         result.bad_cases = {**detect_bad_cases(tuner.calls, result.messages), **detect_turn_problems(tuner.calls)}
         result.madness = detect_madness(tuner.calls, list(a.rollout.compute_madness_checklist))
         penalties = a.task_judge.bad_case_penalties
@@ -139,11 +146,19 @@ class Rollouts:
         )
         return result
 
-    def _judge(self, wt: WorkflowTask, output: WorkflowOutput, tuner: ModelTuner) -> tuple[float, bool]:
+    async def _judge(self, wt: WorkflowTask, output: WorkflowOutput, tuner: ModelTuner) -> tuple[float, bool]:
+        """A workflow's own reward, else the judge's verdict: an async ``compute_reward`` (agentscope.tuner
+        judge functions) is awaited on this loop, a plain one runs in a thread so it cannot stall the loop."""
         if output.reward is not None:
             if isinstance(output.reward, list):
                 raise TypeError("step rewards (a list) are not supported; return one float reward")
             return float(output.reward), bool(output.is_success)
+        if inspect.iscoroutinefunction(self.judge.compute_reward):
+            raw, ok = await self.judge.compute_reward(wt, output)
+            return float(raw), bool(ok)
+        return await asyncio.to_thread(self._judge_sync, wt, output, tuner)
+
+    def _judge_sync(self, wt: WorkflowTask, output: WorkflowOutput, tuner: ModelTuner) -> tuple[float, bool]:
         judge_input = {
             "workflow_task": wt,
             "task_core_arg": wt,

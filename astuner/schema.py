@@ -41,6 +41,8 @@ class WorkflowTask(BaseModel):
     task_env_uuid: str = Field(default_factory=lambda: uuid.uuid4().hex)
     gym_env: Any = None
     """An environment handle for env_service tasks; None for plain datasets."""
+    auxiliary_models: dict[str, Any] = Field(default_factory=dict)
+    """Models this rollout may call that are never trained (``rollout.auxiliary_models``), by name."""
 
     @property
     def task_id(self) -> str:

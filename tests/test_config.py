@@ -125,7 +125,7 @@ def test_astuner_defaults_differ_from_upstream_where_chosen():
     assert a.task_reader.type == "huggingface_dat_repo"
     assert a.task_reader.huggingface_dat_repo.model_dump() == {
         "dataset_path": "openai/gsm8k",
-        "dataset_name": "main",
+        "dataset_name": None,
         "training_split": "train",
         "validation_split": "test",
     }

@@ -107,13 +107,14 @@ def test_gsm8k_every_answer_has_a_reference(gsm8k_tasks):
 
 
 @needs_gsm8k
-def test_gsm8k_config_folder_without_dataset_name():
-    """Upstream's YAML points dataset_path at the ``main/`` folder and names no config.
-    An empty validation split means no validation tasks."""
+def test_gsm8k_config_folder_without_dataset_name(capsys):
+    """Upstream's YAML points dataset_path at the ``main/`` folder and names no config (its only
+    config is the default, so no note). An empty validation split means no validation tasks."""
     reader = build_task_reader(hf_cfg(GSM8K / "main", name=""), shuffle=False)
     tasks = reader.get_validation_tasks()
     assert len(tasks) == 1319
     assert gsm8k_reference(tasks[0].metadata["answer"]) == "18"
+    assert "astuner: note" not in capsys.readouterr().err
     assert build_task_reader(hf_cfg(GSM8K, val="")).get_validation_tasks() == []
 
 
@@ -131,12 +132,28 @@ def test_gsm8k_loads_with_hub_offline(tmp_path):
 
 
 @needs_gsm8k
-def test_hf_missing_config_name_lists_configs():
+@pytest.mark.parametrize("name", ["", None])
+def test_hf_without_config_name_uses_the_first_listed_config_with_a_note(name, capsys):
+    """The GSM8K repository has configs main and socratic and no default: main is read, and said."""
+    reader = build_task_reader(hf_cfg(GSM8K, name=name), shuffle=False)
+    train = reader.get_training_tasks()
+    assert len(train) == 7473 and gsm8k_reference(train[0].metadata["answer"]) == "72"
+    assert "####" in train[0].metadata["answer"] and "**" not in train[0].metadata["answer"]
+    assert len(reader.get_validation_tasks()) == 1319
+    err = capsys.readouterr().err
+    assert err.count("has configs main, socratic and no default; using 'main'") == 1
+
+
+@needs_gsm8k
+@pytest.mark.parametrize(("path", "name", "available"), [("", "nope", "['main', 'socratic']"), ("main", "main", "['default']")])
+def test_hf_unknown_config_name_lists_configs(path, name, available):
+    """A named config must exist; upstream's main/ folder named as 'main' was the seed YAML's failure."""
+    where = GSM8K / path if path else GSM8K
     with pytest.raises(TaskReaderError) as err:
-        build_task_reader(hf_cfg(GSM8K, name="")).get_training_tasks()
+        build_task_reader(hf_cfg(where, name=name)).get_training_tasks()
     message = str(err.value)
-    assert str(GSM8K) in message and "split 'train'" in message
-    assert "main" in message and "socratic" in message
+    assert str(where) in message and "split 'train'" in message and f"config {name}" in message
+    assert f"Available: {available}" in message
     assert "\n" not in message
 
 

@@ -9,6 +9,7 @@ it exists so the pipeline runs anywhere.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from astuner.chat_template import ChatTemplate, ChatTemplateError
 from astuner.engine import build_engine
 from astuner.engine.base import Engine, EngineError
-from astuner.resolve import resolve
+from astuner.components import judge_class, workflow_class
 from astuner.rollout import Rollouts
 
 TINY_MODEL = "astuner://tiny"
@@ -55,8 +56,8 @@ def model_path(path: str) -> str:
 def build_runtime(config: Any, *, tokenizer: Any = None, engine: Engine | None = None) -> Runtime:
     """Everything a rollout needs; a backbone that owns the model passes its tokenizer and engine."""
     a = config.astuner
-    workflow_cls = _resolve_key("astuner.rollout.agentscope_workflow", a.rollout.agentscope_workflow)
-    judge_cls = _resolve_key("astuner.task_judge.judge_protocol", a.task_judge.judge_protocol)
+    workflow_cls = _resolve_key("astuner.rollout.agentscope_workflow", workflow_class, a.rollout.agentscope_workflow)
+    judge_cls = _resolve_key("astuner.task_judge.judge_protocol", judge_class, a.task_judge.judge_protocol)
     judge = judge_cls(config)
     path = model_path(a.model.path)
     tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(path)
@@ -90,10 +91,10 @@ def _load_tokenizer(path: str) -> Any:
         raise SetupError(f"astuner.model.path: cannot load a tokenizer from {path!r}: {first}") from exc
 
 
-def _resolve_key(key: str, spec: str) -> Any:
+def _resolve_key(key: str, load: Callable[[str], type], spec: str) -> type:
     from astuner.resolve import ResolveError
 
     try:
-        return resolve(spec)
+        return load(spec)
     except ResolveError as exc:
         raise SetupError(f"{key}: {exc}") from exc

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from astuner.config.base import StrictModel
+from astuner.config.schema_auxiliary import AuxiliaryModelConfig
 
 MadnessCheck = Literal["nonsense", "non_ascii", "format_type_1", "wrong_toolcall"]
 
@@ -228,7 +229,18 @@ class RolloutConfig(StrictModel):
         "tutorial.example_math_agent.math_agent->ExampleMathLearn",
         description=(
             "`module->Class` (or `path/file.py->Class`, relative to the config file's folder) of the workflow run per "
-            "rollout, resolved before the run starts; old name: agentscope_learn_protocol."
+            "rollout, resolved before the run starts; a `module->function` names an agentscope.tuner-style async "
+            "workflow function (task, model[, auxiliary_models]) -> WorkflowOutput; old name: agentscope_learn_protocol."
+        ),
+    )
+    auxiliary_models: dict[str, AuxiliaryModelConfig] = Field(
+        default_factory=dict,
+        description=(
+            "Models a workflow or judge may call that are never trained, by name: agentscope.tuner's auxiliary_models "
+            "argument, and workflow_task.auxiliary_models for class workflows and judges. Each is an OpenAI-compatible "
+            "endpoint built per rollout as AgentScope's OpenAIChatModel: {type: openai, base_url, model_name "
+            "(required), api_key_env, temperature, max_tokens, timeout_s, max_retries}; astuner serves none itself, "
+            "so model_path and other serving keys are errors."
         ),
     )
     use_agentscope_protocol: bool = Field(

@@ -88,9 +88,13 @@ class HuggingfaceDatRepoConfig(StrictModel):
             "is looked up from the config file's folder."
         ),
     )
-    dataset_name: str = Field(
-        "main",
-        description="The dataset's config name (GSM8K: 'main' or 'socratic'); empty for none.",
+    dataset_name: str | None = Field(
+        None,
+        description=(
+            "The dataset's config name (GSM8K: 'main' or 'socratic'); null or empty: the dataset's own default config, "
+            "or, for a dataset with several configs and no default (the GSM8K repository), the first it lists, with a "
+            "note (one config's folder such as gsm8k/main has a single config and needs none)."
+        ),
     )
     training_split: str = Field("train", description="Split used for training tasks.")
     validation_split: str = Field(
@@ -341,7 +345,8 @@ class TaskJudgeConfig(StrictModel):
         description=(
             "`module->Class` (or `path/file.py->Class`, relative to the config file's folder) of the judge, built "
             "once at start-up and called for every rollout that set no reward itself; `astune.` paths resolve to "
-            "`astuner.`."
+            "`astuner.`; a `module->function` names an agentscope.tuner-style async judge function (task, "
+            "response[, auxiliary_models]) -> JudgeOutput."
         ),
     )
     alien_llm_model: str = Field(

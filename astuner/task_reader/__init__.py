@@ -77,7 +77,7 @@ def _build_hf(block: Any) -> HuggingFaceTaskReader:
         raise TaskReaderError("task_reader.huggingface_dat_repo is missing (needs dataset_path)")
     return HuggingFaceTaskReader(
         dataset_path=_get(block, "dataset_path") or "",
-        dataset_name=_get(block, "dataset_name") or "",
+        dataset_name=_get(block, "dataset_name") or None,
         training_split=_get(block, "training_split", "train"),
         validation_split=_get(block, "validation_split", "validation"),
     )

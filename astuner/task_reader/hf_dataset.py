@@ -2,11 +2,17 @@
 
 ``dataset_path`` is either a local directory in Hugging Face layout or a Hub repo id; it is handed
 to ``datasets.load_dataset`` as is, so a local directory is read without any Hub request (this
-also works with ``HF_HUB_OFFLINE=1``). Two local layouts work for GSM8K:
+also works with ``HF_HUB_OFFLINE=1``).
 
-- the repository root (``.../gsm8k``, holding ``main/`` and ``socratic/``) with
-  ``dataset_name: main``;
-- one config's folder (``.../gsm8k/main``) with ``dataset_name: ""``, as upstream's YAML does.
+``dataset_name`` null or empty (the default) means "the config the data has": the dataset's own
+default config when it has one (a single config, or one its card marks default); for a dataset
+with several configs and no default, such as the GSM8K repository (``main`` and ``socratic``), the
+first config the dataset lists, with a note on stderr naming it and the others. So both GSM8K
+layouts work without a ``dataset_name``: the repository root (``.../gsm8k``, read as ``main``) and
+one config's folder (``.../gsm8k/main``, as upstream's YAML points at). A named config must exist:
+``main`` on a config's folder is an error listing what the folder has (``default``). When the
+configs cannot be listed (a Hub id with the Hub unreachable), loading goes on without a name and
+reports the load's own error.
 
 Each row becomes one task: ``task_id`` is the row index, ``main_query`` the ``question`` column,
 and the whole row is kept as ``metadata`` so a judge can read the reference (``metadata["answer"]``
@@ -17,6 +23,7 @@ all ask "Empty" (upstream's silent default).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from astuner.schema import Task
@@ -35,7 +42,7 @@ class HuggingFaceTaskReader(TaskReader):
     def __init__(
         self,
         dataset_path: str,
-        dataset_name: str = "",
+        dataset_name: str | None = None,
         training_split: str = "train",
         validation_split: str = "validation",
     ) -> None:
@@ -43,6 +50,8 @@ class HuggingFaceTaskReader(TaskReader):
             raise TaskReaderError("task_reader.huggingface_dat_repo.dataset_path is empty")
         self.dataset_path = dataset_path
         self.dataset_name = dataset_name or ""
+        self._chosen: str | None = None
+        self._chose = False
         self.training_split = training_split or ""
         self.validation_split = validation_split or ""
 
@@ -94,13 +103,22 @@ class HuggingFaceTaskReader(TaskReader):
         try:
             import datasets
 
-            dataset = datasets.load_dataset(path, self.dataset_name or None, split=split)
+            dataset = datasets.load_dataset(path, self.config_name(), split=split)
         except Exception as exc:
             raise TaskReaderError(self._load_failure(split, exc)) from exc
         return dataset.to_list(), list(dataset.column_names)
 
+    def config_name(self) -> str | None:
+        """The config to load: ``dataset_name``, else the one chosen for the data (module docstring), once."""
+        if self.dataset_name:
+            return self.dataset_name
+        if not self._chose:
+            self._chosen = choose_config(os.path.expanduser(self.dataset_path))
+            self._chose = True
+        return self._chosen
+
     def _describe(self, split: str) -> str:
-        config = self.dataset_name or "none"
+        config = self.dataset_name or self._chosen or "default"
         return f"Hugging Face dataset {self.dataset_path!r} (config {config}, split {split!r})"
 
     def _load_failure(self, split: str, exc: Exception) -> str:
@@ -112,6 +130,27 @@ class HuggingFaceTaskReader(TaskReader):
                 f"--target={self.dataset_path} --path=DIR` and point dataset_path at DIR"
             )
         return message
+
+
+def choose_config(path: str) -> str | None:
+    """The config to load when none is named: None (``datasets`` picks the dataset's default) unless the
+    dataset has several configs and no default; then the first it lists, with a note on stderr."""
+    import datasets
+
+    try:
+        names = list(datasets.get_dataset_config_names(path))
+        default = datasets.get_dataset_default_config_name(path)
+    except Exception:  # e.g. a Hub id without network: loading reports why
+        return None
+    if default is not None or len(names) <= 1:
+        return None
+    others = ", ".join(names[1:])
+    print(
+        f"astuner: note: task_reader.huggingface_dat_repo: dataset {path!r} has configs {names[0]}, {others} and no "
+        f"default; using {names[0]!r} (set dataset_name to choose another)",
+        file=sys.stderr,
+    )
+    return names[0]
 
 
 def hub_unreachable_reason(exc: BaseException) -> str | None:

@@ -56,13 +56,14 @@ def check_before_launch(config: Any) -> None:
     """Fail here, in one line, on what would otherwise fail inside a Ray actor: the workflow and judge
     must resolve and the training split must have tasks (``TaskReaderError`` names a bad reader)."""
     from astuner.backbone.trinity.worker import tasks_for_split
-    from astuner.resolve import ResolveError, resolve
+    from astuner.components import judge_class, workflow_class
+    from astuner.resolve import ResolveError
 
     a = config.astuner
-    for key, spec in (("astuner.rollout.agentscope_workflow", a.rollout.agentscope_workflow),
-                      ("astuner.task_judge.judge_protocol", a.task_judge.judge_protocol)):
+    for key, load, spec in (("astuner.rollout.agentscope_workflow", workflow_class, a.rollout.agentscope_workflow),
+                            ("astuner.task_judge.judge_protocol", judge_class, a.task_judge.judge_protocol)):
         try:
-            resolve(spec)
+            load(spec)
         except ResolveError as exc:
             raise SetupError(f"{key}: {exc}") from None
     if not tasks_for_split(config, "train"):

@@ -112,13 +112,14 @@ def runtime(path: str | None = None, launch_dir: str | None = None) -> WorkerRun
 def _build(path: str, launch_dir: str | None = None) -> WorkerRuntime:
     from astuner.backbone.runtime import model_path
     from astuner.chat_template import ChatTemplate, ChatTemplateError
-    from astuner.resolve import ResolveError, resolve
+    from astuner.components import judge_class, workflow_class
+    from astuner.resolve import ResolveError
 
     config = load_astuner_config(path, launch_dir)
     a = config.astuner
     try:
-        workflow_cls = resolve(a.rollout.agentscope_workflow)
-        judge_cls = resolve(a.task_judge.judge_protocol)
+        workflow_cls = workflow_class(a.rollout.agentscope_workflow)
+        judge_cls = judge_class(a.task_judge.judge_protocol)
     except ResolveError as exc:
         raise WorkerSetupError(f"{path}: {exc}") from None
     from transformers import AutoTokenizer

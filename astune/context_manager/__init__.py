@@ -1,0 +1,1 @@
+"""Seed-era ``astune.context_manager``: see ``astune.context_manager.agentscope_cm.cmt_agentscope``."""

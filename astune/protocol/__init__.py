@@ -1,0 +1,1 @@
+"""Seed-era ``astune.protocol``: see ``astune.protocol.agentscope_protocol``."""

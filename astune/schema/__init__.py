@@ -1,0 +1,1 @@
+"""Seed-era ``astune.schema``: see ``astune.schema.task``."""

@@ -1,0 +1,5 @@
+"""Seed-era ``astune.tuner``: astuner's ``ModelTuner``."""
+
+from astuner.model_tuner import ModelTuner
+
+__all__ = ["ModelTuner"]

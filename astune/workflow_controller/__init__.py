@@ -1,0 +1,1 @@
+"""Seed-era ``astune.workflow_controller``: see ``astune.workflow_controller.agentscope_flow``."""

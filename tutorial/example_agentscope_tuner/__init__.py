@@ -1,0 +1,1 @@
+"""The Math Agent written as agentscope.tuner functions (``math_agent.py``)."""
