@@ -49,7 +49,8 @@ trinity:
 """
 
 
-def test_seed_yaml_converts_to_a_config_trinity_accepts(tmp_path):
+def test_seed_yaml_converts_to_a_config_trinity_accepts(tmp_path, monkeypatch):
+    monkeypatch.setattr("astuner.backbone.trinity.layout.visible_gpus", lambda: 8)  # n_gpus_per_node: auto, 8 GPUs
     require_trinity()
     from astuner.backbone.trinity.config import CONFIG_ENV, PLUGIN_DIR, check_with_trinity, translate, write_trinity_config
     from astuner.config import load_config, prepare_experiment

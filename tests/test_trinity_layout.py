@@ -13,6 +13,7 @@ import pytest
 from astuner.backbone.trinity.config import TranslationError, check_with_trinity, translate, write_trinity_config
 from astuner.backbone.trinity.layout import default_engine_num
 from astuner.config import load_config, prepare_experiment
+from tests.conftest import REPO
 from tests.test_trinity_fixtures import require_trinity, write_offline_yaml
 
 
@@ -192,3 +193,21 @@ def test_ray_nodes_astuner_starts_get_multicast_off(monkeypatch, tmp_path):
     (env,) = started
     assert env["NCCL_NVLS_ENABLE"] == "0" and env["NVSHMEM_DISABLE_NVLS"] == "0"  # the user's value is kept
     assert env["PATH"] == ray_service.os.environ["PATH"]
+
+
+def test_auto_gpus_per_node_counts_the_visible_gpus(monkeypatch):
+    """The default ``n_gpus_per_node: auto`` takes the GPUs CUDA sees: one is colocate, two split; none is an error."""
+    from astuner.backbone.trinity import layout
+    from astuner.config import load_config
+
+    config = load_config(REPO / "tutorial/example_math_agent/math_agent.yaml", backbone="trinity")
+    assert config.astuner.trainer_common.n_gpus_per_node == "auto"
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    one = layout.plan_layout(config)
+    assert (one.mode, one.gpu_per_node, one.engine_num) == ("colocate", 1, 1)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    two = layout.plan_layout(config)
+    assert (two.mode, two.gpu_per_node, two.engine_num) == ("both", 2, 1)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    with pytest.raises(layout.LayoutError, match="'auto' found no CUDA GPU"):
+        layout.plan_layout(config)

@@ -173,11 +173,12 @@ class TrainerCommonConfig(StrictModel):
             "nnodes * n_gpus_per_node GPUs)."
         ),
     )
-    n_gpus_per_node: int = Field(
-        8, ge=1,
+    n_gpus_per_node: int | Literal["auto"] = Field(
+        "auto",
         description=(
             "GPUs per node (trinity backbone: cluster.gpu_per_node; the trainer gets the GPUs the vLLM rollout "
-            "engines leave, or shares the only GPU with the one engine when nnodes * n_gpus_per_node = 1)."
+            "engines leave, or shares the only GPU with the one engine when nnodes * n_gpus_per_node = 1); 'auto': "
+            "the GPUs this machine's CUDA sees when the run starts (on a multi-node cluster, the head node's)."
         ),
     )
     logger: str = Field(

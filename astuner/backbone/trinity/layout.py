@@ -13,7 +13,7 @@ config_validator.py``, ``RayClusterConfigValidator._set_gpu_allocation_info``):
   with in-memory sync (``sync_method: memory``).
 
 ``plan_layout`` picks the layout from the astuner config (``trainer_common.nnodes ×
-n_gpus_per_node`` GPUs, ``rollout.n_vllm_engine``, ``rollout.tensor_model_parallel_size``) and the
+n_gpus_per_node`` GPUs, ``n_gpus_per_node: auto`` (the default) meaning the GPUs CUDA sees here, ``rollout.n_vllm_engine``, ``rollout.tensor_model_parallel_size``) and the
 user's ``trinity:`` block, whose values always win (``mode``, ``cluster.*``,
 ``explorer.rollout_model.engine_num`` / ``tensor_parallel_size`` / ``data_parallel_size`` /
 ``pipeline_parallel_size`` / ``engine_type``, ``trainer.ulysses_sequence_parallel_size``):
@@ -108,6 +108,18 @@ def _positive(value: Any, key: str) -> int:
     return value
 
 
+def visible_gpus() -> int:
+    """``trainer_common.n_gpus_per_node: auto``: the CUDA devices this process sees (``CUDA_VISIBLE_DEVICES``
+    respected); ``LayoutError`` when there are none, since a Trinity run needs at least one."""
+    import torch
+
+    count = int(torch.cuda.device_count())
+    if count < 1:
+        raise LayoutError("astuner.trainer_common.n_gpus_per_node: 'auto' found no CUDA GPU on this machine; "
+                          "set it to the GPUs each node has")
+    return count
+
+
 def default_engine_num(total_gpus: int, gpu_per_node: int, gpus_per_engine: int) -> int:
     """astuner's engine count for ``both`` mode: half the GPUs for engines, a multi-node trainer in whole nodes."""
     trainer = total_gpus - total_gpus // 2
@@ -126,7 +138,10 @@ def plan_layout(config: Config) -> Layout:
         return _positive(default if value is None else value, _key(user, trinity_path, astuner_path))
 
     node_num = pick("cluster.node_num", "trainer_common.nnodes", tc.nnodes)
-    gpu_per_node = pick("cluster.gpu_per_node", "trainer_common.n_gpus_per_node", tc.n_gpus_per_node)
+    per_node = tc.n_gpus_per_node
+    if per_node == "auto" and dotted_get(user, "cluster.gpu_per_node") is None:
+        per_node = visible_gpus()
+    gpu_per_node = pick("cluster.gpu_per_node", "trainer_common.n_gpus_per_node", per_node)
     tensor_parallel = pick(f"{_ROLLOUT}.tensor_parallel_size", "rollout.tensor_model_parallel_size",
                            r.tensor_model_parallel_size)
     per_engine = tensor_parallel
