@@ -3,9 +3,20 @@
 A completion is split into its plain text and its tool calls. Near-JSON (single quotes, trailing
 commas, a missing closing brace) is repaired with ``json_repair``; a block that still does not
 yield ``{"name": str, "arguments": dict}`` is *malformed*: it stays in the text, so the agent sees
-what it wrote, and the caller counts it as a bad case. Parsing never raises on model output: a
-block nested deeper than ``MAX_DEPTH`` brackets is malformed without being parsed (a deeply nested
-argument used to raise ``RecursionError`` from the JSON parsers and crash the rollout).
+what it wrote, and the caller counts it as a bad case. Parsing never raises on model output and
+its time is bounded (property-tested with hypothesis in ``tests/test_tool_call_parser.py``):
+
+* a block nested deeper than ``MAX_DEPTH`` brackets is malformed without being parsed (a deeply
+  nested argument used to raise ``RecursionError`` from the JSON parsers and crash the rollout);
+* a number longer than Python's integer-string limit (4300 digits) is invalid JSON, not a
+  ``ValueError`` out of the parser;
+* at most ``MAX_REPAIR_CHARS`` characters of one completion go to ``json_repair``, whose time grows
+  with the square of the length on some inputs (8 KB of unbalanced quotes under a few brackets took
+  4 s); a block that would need a repair beyond that budget is malformed.
+
+Not guaranteed: a closing tag written inside an argument string (code that prints
+``</tool_call>``) ends the block there, so such a call is never accepted as written: the rest of
+it is a stray closing tag, and the turn is malformed (counted), never silently changed.
 """
 
 from __future__ import annotations
@@ -20,6 +31,8 @@ import json_repair
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 MAX_DEPTH = 64
 """Deepest ``{``/``[`` nesting (outside strings) a tool-call block may have; deeper is malformed."""
+MAX_REPAIR_CHARS = 4096
+"""Characters of one completion's invalid JSON that may be handed to ``json_repair`` in all."""
 
 
 @dataclass
@@ -39,10 +52,11 @@ def parse_tool_calls(completion: str) -> ParsedCompletion:
     calls: list[dict] = []
     kept: list[str] = []
     malformed = repaired = False
+    budget = _RepairBudget(MAX_REPAIR_CHARS)
     pos = 0
     for m in _BLOCK.finditer(completion):
         kept.append(completion[pos:m.start()])
-        call, fixed = _parse_one(m.group(1))
+        call, fixed = _parse_one(m.group(1), budget)
         if call is None:
             malformed = True
             kept.append(m.group(0))
@@ -79,20 +93,37 @@ def nesting_depth(text: str) -> int:
     return deepest
 
 
-def _parse_one(body: str) -> tuple[dict | None, bool]:
+class _RepairBudget:
+    """What is left of one completion's ``MAX_REPAIR_CHARS``."""
+
+    def __init__(self, chars: int) -> None:
+        self.left = chars
+
+    def load(self, text: str) -> tuple[Any, bool] | None:
+        """(the JSON value of ``text``, whether it needed a repair), or None when ``text`` is not
+        JSON and cannot be repaired within the budget."""
+        try:
+            return json.loads(text), False
+        except (ValueError, RecursionError):  # ValueError covers JSONDecodeError and the int-digit limit
+            pass
+        if len(text) > self.left:
+            return None
+        self.left -= len(text)
+        try:
+            return json_repair.loads(text), True
+        except Exception:  # json_repair raises assorted errors on garbage; garbage is malformed
+            return None
+
+
+def _parse_one(body: str, budget: _RepairBudget) -> tuple[dict | None, bool]:
     """(the call or None if malformed, whether accepting it needed a repair)."""
     body = body.strip()
     if not body or nesting_depth(body) > MAX_DEPTH:
         return None, False
-    repaired = False
-    try:
-        obj: Any = json.loads(body)
-    except (json.JSONDecodeError, RecursionError):
-        try:
-            obj = json_repair.loads(body)
-        except Exception:  # json_repair raises assorted errors on garbage; garbage is malformed
-            return None, False
-        repaired = True
+    loaded = budget.load(body)
+    if loaded is None:
+        return None, False
+    obj, repaired = loaded
     if not isinstance(obj, dict):
         return None, False
     name = obj.get("name")
@@ -102,10 +133,10 @@ def _parse_one(body: str) -> tuple[dict | None, bool]:
     if isinstance(args, str):
         if nesting_depth(args) > MAX_DEPTH:
             return None, False
-        try:
-            args = json_repair.loads(args) if args.strip() else {}
-        except Exception:
+        loaded = budget.load(args) if args.strip() else ({}, True)
+        if loaded is None:
             return None, False
+        args = loaded[0]
         repaired = True
     if not isinstance(name, str) or not name or not isinstance(args, dict):
         return None, False
