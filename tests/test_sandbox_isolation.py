@@ -1,16 +1,19 @@
 """How sandboxes are described and built, without running programs: command lines, hidden
-directories, dedicated uids, limits from the config, result markers."""
+directories, dedicated uids, limits from the config, result markers, the warning's wording; and the
+caller-side helpers of the fallback: the scratch dir's size and removal, killing a process tree."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
-from astuner.tool import ToolLimits, isolation
+from astuner.tool import ToolLimits, isolation, reap, scratch
 from astuner.tool.limits import rlimits
 from astuner.tool.output import CappedBuffer
 from astuner.tool.sandbox import limit_notes
@@ -131,3 +134,83 @@ def test_capped_buffer_keeps_head_and_tail():
         buf.feed(chunk)
     text = buf.text("stdout")
     assert text.startswith("HEAD-") and text.endswith("-TAIL") and "100 of 110 bytes cut" in text
+
+
+def test_capped_buffer_memory_stays_bounded_whatever_arrives():
+    buf = CappedBuffer(2000)
+    for _ in range(64):
+        buf.feed(b"y" * (1 << 20))  # the pipe reader's largest read
+        assert len(buf.head) + len(buf.tail) <= 2000 + (1 << 20)
+    assert len(buf.text("stderr")) < 2200 and "[astuner: stderr truncated: " in buf.text("stderr")
+
+
+def test_gaps_and_protections_of_the_bare_fallback_name_each_item():
+    info = {"net": False, "mounts": False, "dedicated": False, "uid": 0, "nproc_scope": "user",
+            "unshare_error": "Operation not permitted"}
+    protected = "; ".join(isolation.protections(info))
+    assert "stdout and of stderr each" in protected and f"checked every {scratch.POLL_S:g} s" in protected
+    assert "max_processes" not in protected, "root is not held to RLIMIT_NPROC"
+    lacking = "; ".join(isolation.gaps("process", info))
+    for item in ("Operation not permitted", "files outside the scratch dir", "overshoot", "/proc/<pid>/fd",
+                 "killed the supervisor first", "root is exempt", "GPUs", "seccomp", "CPU share"):
+        assert item in lacking, item
+    with_tmpfs = "; ".join(isolation.protections({**info, "mounts": True, "nproc_scope": "sandbox"}))
+    assert "private tmpfs of scratch_mb" in with_tmpfs and "max_processes" in with_tmpfs
+
+
+def test_scratch_usage_counts_blocks_and_entries_without_following_links(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big").write_bytes(b"x" * (1 << 20))
+    top = tmp_path / "scratch"
+    (top / "d").mkdir(parents=True)
+    for i in range(10):
+        (top / "d" / f"empty{i}").touch()
+    (top / "link").symlink_to(outside)
+    used = scratch.usage(str(top), 1 << 30)
+    assert 12 * scratch.ENTRY_BYTES <= used < (1 << 20), "ten empty files, a dir and a link; the link's target is not counted"
+    assert scratch.usage(str(top), 3 * scratch.ENTRY_BYTES) == 4 * scratch.ENTRY_BYTES, "stops once over"
+    assert scratch.usage(str(tmp_path / "missing"), 0) == 0
+    assert scratch.usage(str(top / "link"), 0) == 0, "a scratch dir replaced by a symlink is not followed"
+
+
+def test_scratch_remove_takes_closed_directories_and_spares_link_targets(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("kept")
+    top = tmp_path / "scratch"
+    (top / "a" / "b").mkdir(parents=True)
+    (top / "a" / "b" / "f").write_text("x")
+    (top / "a" / "link").symlink_to(outside)
+    for d in (top / "a" / "b", top / "a"):
+        d.chmod(0)
+    scratch.remove(str(top))
+    assert not top.exists() and (outside / "keep").read_text() == "kept"
+    linked = tmp_path / "linked"
+    linked.symlink_to(outside)
+    scratch.remove(str(linked))
+    assert (outside / "keep").read_text() == "kept"
+
+
+def test_kill_descendants_reaches_orphans_in_other_sessions():
+    """A child subreaper (the supervisor's role) with two setsid'd children, each with a child of its
+    own; one middle process exits, so its child is an orphan the root adopted. The whole tree dies,
+    the root lives."""
+    code = (
+        "import ctypes, os, time\nctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n"
+        "for keep_middle in (False, True):\n    if os.fork() == 0:\n        os.setsid()\n"
+        "        if os.fork() == 0:\n            time.sleep(60)\n        if keep_middle:\n            time.sleep(60)\n"
+        "        os._exit(0)\nos.wait()\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    )
+    root = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert root.stdout.readline() == b"ready\n"
+        deadline = time.monotonic() + 5
+        while len(reap.descendants(root.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(reap.descendants(root.pid)) == 3
+        assert reap.kill_descendants(root.pid) >= 3
+        assert reap.descendants(root.pid) == [] and root.poll() is None
+    finally:
+        root.kill()
+        root.wait()

@@ -16,14 +16,15 @@ import asyncio
 import fcntl
 import json
 import os
-import shutil
 import signal
 import socket
 import threading
 from typing import Any, Callable
 
+from astuner.tool import scratch
 from astuner.tool.isolation import WorkerSpec, kill_uid
 from astuner.tool.output import CappedBuffer
+from astuner.tool.reap import kill_descendants
 
 EXIT_GRACE_S = 1.0
 """How long to wait for a killed sandbox to exit."""
@@ -200,7 +201,11 @@ class Sandbox:
 
     def kill(self) -> None:
         """SIGKILL everything in the sandbox (idempotent). bwrap: the outer process; its
-        ``--die-with-parent`` chain takes the PID namespace, and with it every process, down."""
+        ``--die-with-parent`` chain takes the PID namespace, and with it every process, down.
+        process: the program's whole tree first, while the supervisor (a child subreaper) still
+        adopts the orphans of each process killed (``reap.py``), then the supervisor."""
+        if self.spec.mode == "process" and "child" in self.messages and not self.exited.done():
+            kill_descendants(self.pid)
         if not self.exited.done():
             _signal(lambda: os.kill(self.pid, signal.SIGKILL))
         if self.spec.mode == "process":
@@ -213,8 +218,9 @@ class Sandbox:
 
     def dispose(self, abnormal: bool) -> None:
         """Release the descriptors (the exit is still reaped when it comes). After an abnormal end
-        (timeout, cancellation, supervisor died) kill everything first and remove a scratch dir
-        left on the host."""
+        (timeout, cancellation, scratch cap, supervisor died) kill everything first. A scratch dir
+        on the host is removed in every case: the supervisor removes it after a normal end, but
+        not after an abnormal one, nor what a program closed to it (``scratch.remove``)."""
         if self._disposed:
             return
         self._disposed = True
@@ -223,8 +229,8 @@ class Sandbox:
         for name in [n for n in self._fds if n != "pidfd"]:
             self._unwatch(name, close=name != "control")
         self.sock.close()
-        if abnormal and self.info.get("scratch_on_host"):
-            shutil.rmtree(self.spec.scratch, ignore_errors=True)
+        if self.info.get("scratch_on_host"):
+            scratch.remove(self.spec.scratch)
 
     def abandon(self) -> None:
         """In a forked child: close our copies of the descriptors, touch nothing else."""

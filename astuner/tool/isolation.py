@@ -4,7 +4,7 @@ directories hidden from the code, the dedicated uid it runs as, and what each mo
 Why here and not in the worker: these choices depend on the parent (is it root, where does its
 interpreter live, is ``bwrap`` installed), are made once per sandbox, and must be inspectable
 in tests without starting anything. What the modes protect, item by item, is listed in
-``sandbox.py``; ``gaps`` below words the missing items for the one-time warning.
+``sandbox.py``; ``protections`` and ``gaps`` below word them for the fallback's one-time warning.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from astuner.tool.scratch import POLL_S
 
 ENV_PASSTHROUGH = ("PATH", "LANG", "LC_ALL")
 SINGLE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -288,26 +290,51 @@ def kill_uid(uid: int, rounds: int = 20) -> int:
     return total
 
 
+def protections(info: dict) -> list[str]:
+    """What a ``process`` sandbox with the ``ready`` info of its supervisor holds the code to, in the
+    words of the one-time warning (tests/test_sandbox_corpus.py and test_sandbox_fallback.py run a
+    hostile program against each item)."""
+    scratch_cap = ("a private tmpfs of scratch_mb for /tmp, /var/tmp and /dev/shm each" if info.get("mounts") else
+                   f"scratch_mb for its scratch dir on the host disk, checked every {POLL_S:g} s (killed when over)")
+    return [
+        "a wall-clock timeout after which every process it started is killed (descendants that left "
+        "its session or group too, through the supervisor's child subreaper)",
+        "memory_mb of address space per process",
+        "max_output_chars bytes of stdout and of stderr each (head and tail kept, the cut stated in the reply)",
+        f"max_file_mb per file, and {scratch_cap}; the scratch dir is removed after the call",
+        "an allow-listed environment, no inherited descriptors, no_new_privs",
+    ] + (["max_processes more processes"] if info.get("nproc_scope") == "sandbox" else [])
+
+
 def gaps(mode: str, info: dict) -> list[str]:
     """What a sandbox in ``mode`` with the ``ready`` info of its supervisor does not protect."""
     out = []
     if mode == "process":
+        root = info.get("uid") == 0
         if not info.get("net"):
             out.append(f"network (no network namespace: {info.get('unshare_error', 'not permitted')})")
         if not info.get("mounts"):
-            out.append("the caller's home and temporary directories, and the host disk for scratch files "
-                       "(no mount namespace)")
+            out.append("files outside the scratch dir (no mount namespace): the host's temporary directories and "
+                       "the caller's home are not covered, and what the code writes there, as far as its uid may, "
+                       "is neither capped in total (max_file_mb per file only) nor removed")
+            out.append("the scratch dir's cap is a poll: the code can overshoot scratch_mb by what it writes "
+                       f"in {POLL_S:g} s")
         if info.get("dedicated"):
             out.append("reading world-readable host files, and writing world-writable ones outside the temp dirs")
         else:
-            out.append(f"files: the code runs as the caller (uid {info.get('uid')}) and reads and writes what it can")
-            out.append("processes: the code can signal the caller and the caller's other processes (its "
-                       "descendants, setsid() daemons included, are ended after the call through the child "
-                       "subreaper)")
+            out.append(f"files: the code runs as the caller (uid {info.get('uid')}) and reads and writes what it can, "
+                       "the caller's open files included (through /proc/<pid>/fd; output written to the caller's "
+                       "log that way is not capped)")
+            out.append("processes: the code can signal the caller, the caller's other processes and its own "
+                       "supervisor; its descendants (setsid() daemons included) are ended after the call through "
+                       "the supervisor's child subreaper, unless the code killed the supervisor first")
         if info.get("nproc_scope") == "user":
-            out.append("RLIMIT_NPROC counts all of the caller's processes, not the sandbox's")
+            out.append("no per-sandbox process cap: root is exempt from RLIMIT_NPROC" if root else
+                       "RLIMIT_NPROC counts all of the caller's processes, not the sandbox's")
         out.append("host processes are visible (no PID namespace), including their command lines")
+        out.append("devices: the host's /dev, GPUs included, with the uid's permissions")
     elif not info.get("dedicated"):
         out.append("files the caller's user can read anywhere except its home and temporary directories")
     out.append("no seccomp filter: the whole kernel syscall interface is reachable")
+    out.append("CPU share (no cgroup quota)")
     return out

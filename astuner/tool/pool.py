@@ -33,8 +33,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine
 
+from astuner.tool import scratch
 from astuner.tool.handle import EXIT_GRACE_S, PIPE_GRACE_S, Sandbox, SandboxError
-from astuner.tool.isolation import UidLeases, bwrap_binary, gaps, kill_uid, worker_spec
+from astuner.tool.isolation import UidLeases, bwrap_binary, gaps, kill_uid, protections, worker_spec
 
 READY_TIMEOUT_S = 30.0
 """How long a new sandbox may take to report ready (a loaded 2-core host starts dozens at once)."""
@@ -45,7 +46,8 @@ MAX_STARTING = max(4, 2 * (os.cpu_count() or 1))
 @dataclass
 class Outcome:
     """What one program did, as the service saw it. ``status`` is the program's exit code as
-    ``os.waitstatus_to_exitcode`` gives it, or None when the supervisor did not report one."""
+    ``os.waitstatus_to_exitcode`` gives it, or None when the supervisor did not report one;
+    ``scratch_full`` says the program was killed for a scratch dir on the host over its cap."""
 
     status: int | None
     stdout: str
@@ -57,6 +59,7 @@ class Outcome:
     info: dict = field(default_factory=dict)
     cpu_s: float | None = None
     maxrss_kb: int | None = None
+    scratch_full: bool = False
 
 
 def _alive(pid: int) -> bool:
@@ -299,8 +302,9 @@ class Service:
         self.warned = True
         why = f"bubblewrap is unavailable ({self.fallback_reason})" if self.fallback_reason else "isolation='process'"
         warnings.warn(
-            f"astuner python tool: model code runs in the 'process' fallback sandbox because {why}; "
-            f"NOT protected: {'; '.join(gaps(mode, info))}. Install bubblewrap for namespace isolation.",
+            f"astuner python tool: model code runs in the 'process' fallback sandbox because {why}. "
+            f"Protected: {'; '.join(protections(info))}. NOT protected: {'; '.join(gaps(mode, info))}. "
+            "Install bubblewrap for namespace isolation (docs/sandbox.md).",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -340,19 +344,22 @@ class Service:
             box = await pool.acquire(pool_size)
             outcome = None
             try:
-                outcome = await self._run_on(box, request, timeout_s, max_output_bytes)
+                outcome = await self._run_on(box, request, timeout_s, max_output_bytes, scratch_mb)
             finally:
-                pool.release(box, abnormal=outcome is None or outcome.timed_out or outcome.status is None)
+                pool.release(box, abnormal=outcome is None or outcome.timed_out or outcome.status is None
+                             or outcome.scratch_full)
             if outcome is not None:
                 return outcome
         raise SandboxError(f"three {mode} sandboxes in a row died before starting the program")
 
-    async def _run_on(self, box: Sandbox, request: bytes, timeout_s: float, max_output_bytes: int) -> Outcome | None:
+    async def _run_on(self, box: Sandbox, request: bytes, timeout_s: float, max_output_bytes: int,
+                      scratch_mb: int) -> Outcome | None:
         """None when the sandbox died before starting the program (the caller tries another).
 
         Returns once the supervisor reported (every process of the program is gone by then) and
         the output pipes closed; the sandbox's own exit, slowed by the kernel tearing down its
-        namespaces, is reaped in the background."""
+        namespaces, is reaped in the background. A scratch dir on the host disk (no tmpfs to cap
+        it) is watched meanwhile, and the program killed once it holds over ``scratch_mb``."""
         box.capture(max_output_bytes)
         deadline = self.loop.time() + timeout_s
         try:
@@ -360,9 +367,17 @@ class Service:
         except (OSError, asyncio.TimeoutError):
             pass
         remaining = max(0.0, deadline - self.loop.time())
-        done, _ = await asyncio.wait({box.reported, box.exited}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        ends: set[asyncio.Future] = {box.reported, box.exited}
+        watcher = None
+        if box.info.get("scratch_on_host"):
+            watcher = self.loop.create_task(scratch.watch(box.spec.scratch, scratch_mb << 20))
+            ends.add(watcher)
+        done, _ = await asyncio.wait(ends, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         timed_out = not done
-        if timed_out:
+        full = watcher in done and watcher.exception() is None and not (box.reported.done() or box.exited.done())
+        if watcher is not None:
+            watcher.cancel()
+        if timed_out or full:
             box.kill()
             await asyncio.wait({box.exited}, timeout=EXIT_GRACE_S)
         elif not box.reported.done():  # it died: a report may still be in the socket
@@ -374,7 +389,7 @@ class Service:
         return Outcome(
             status=m.get("status"), stdout=box.buffers[1].text("stdout"), stderr=box.buffers[2].text("stderr"),
             timed_out=timed_out, pid=box.pid, mode=box.spec.mode, uid=box.spec.uid, info=dict(box.info),
-            cpu_s=m.get("cpu_s"), maxrss_kb=m.get("maxrss_kb"),
+            cpu_s=m.get("cpu_s"), maxrss_kb=m.get("maxrss_kb"), scratch_full=full,
         )
 
 

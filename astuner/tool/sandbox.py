@@ -14,11 +14,16 @@ Both modes (POSIX, Linux):
 * Memory: ``RLIMIT_AS`` of ``memory_mb`` per process; allocations beyond it fail with
   MemoryError (or kill the process), reported by a marker line on stderr.
 * Output: stdout and stderr are drained concurrently (the program never blocks on a full pipe)
-  and each keeps at most ``max_output_chars`` bytes (head and tail, with a note of how much was
-  cut); invalid UTF-8 is replaced, never an error.
+  and each keeps at most ``max_output_chars`` bytes (head and tail; the caller never holds more
+  than about twice that plus one pipe read, however much arrives); a cut stream carries a
+  ``[astuner: <stream> truncated: N of M bytes cut, ...]`` line, so the tool's reply says so.
+  Invalid UTF-8 is replaced, never an error.
 * Files and descriptors: ``RLIMIT_FSIZE`` of ``max_file_mb``, ``RLIMIT_NOFILE`` of
   ``max_open_files``, no core dumps; the program inherits no descriptor but 0-2; stdin is
   ``/dev/null``; ``no_new_privs`` is set, so setuid binaries grant nothing.
+* Scratch dir: the working directory, ``HOME`` and ``TMPDIR``; at most ``scratch_mb`` (a tmpfs of
+  that size, or, on the host disk, a size check that kills the program: see ``process`` below),
+  removed after the call, also when the program closed its directories to itself.
 * Environment: an allow-list (PATH, LANG, LC_ALL, UTF-8 settings, HOME and TMPDIR pointing at the
   scratch dir, one BLAS/OpenMP thread, two malloc arenas); the caller's secrets are not passed.
 * Fresh process: every call gets a supervisor interpreter that never ran anything else, and the
@@ -32,7 +37,9 @@ Both modes (POSIX, Linux):
   build a mount namespace and the interpreter sits behind a directory closed to other users.)
 * Returning: when the call returns, every process of the program is gone; the sandbox's own
   supervisor and bwrap may take a few more milliseconds to exit (the kernel tears namespaces down)
-  and are reaped in the background.
+  and are reaped in the background. In ``process`` mode a program stopped early (timeout,
+  scratch cap, cancellation) has its whole process tree killed before its supervisor
+  (``reap.py``); under bwrap the PID namespace takes the tree down with the supervisor.
 
 ``bwrap`` adds (bubblewrap namespaces; the supervisor is pid 2 of its own PID namespace):
 
@@ -57,13 +64,24 @@ Both modes (POSIX, Linux):
   of the host is NOT read-only: a dedicated uid can still write world-writable places (e.g.
   ``/var/lock``), and a non-root caller's program can read and write all the caller can (the
   covers do not help there: ``/proc/<caller pid>/root`` shows the caller's view).
+* Scratch without a mount namespace (a container withholding CAP_SYS_ADMIN, as GPU containers
+  often do; a non-root caller without user namespaces): the scratch dir is a directory in the
+  host's temporary dir, and the caller polls its size every ``scratch.POLL_S`` (every entry counts
+  at least 4 KiB, so empty files count too) and kills the program once it is over ``scratch_mb``:
+  a soft cap that a fast writer overshoots by what it writes between two checks (tens of MB on a
+  page-cache-backed disk). Files written outside the scratch dir (the host's ``/tmp``, ``/var/tmp``,
+  ``/dev/shm``, the caller's home, world-writable places), or a scratch dir moved away, are NOT
+  capped in total (only ``max_file_mb`` each) and NOT removed; ``scratch.py`` has the details.
 * Processes: NOT isolated: host processes and their command lines are visible. With a dedicated
   uid, leftovers (``setsid`` daemons too) are killed by uid; in every case the supervisor is a
   child subreaper (``PR_SET_CHILD_SUBREAPER``), so orphans of the program stay its descendants
   and are killed after the call whatever session or group they moved to (without a dedicated uid
-  this is the net that catches them). Without a dedicated uid (non-root callers) the program can still signal the caller (same
-  user), and ``RLIMIT_NPROC`` counts all of the user's processes unless a user namespace was
-  obtained.
+  this is the net that catches them), unless the program kills its supervisor first: its orphans
+  then go to init, out of reach without a dedicated uid. Without a dedicated uid (non-root
+  callers, and root callers whose interpreter sits behind a closed directory when no mount
+  namespace could be built) the program can signal the caller and write to the caller's open
+  files (``/proc/<caller pid>/fd``: its log, uncapped), and ``RLIMIT_NPROC`` counts all of the
+  user's processes unless a user namespace was obtained (root is not held to it at all).
 * Devices: the host's ``/dev``, GPUs included, with the uid's permissions.
 
 NOT protected in either mode: the kernel's syscall interface (no seccomp filter; in root-run
@@ -71,7 +89,8 @@ bwrap the program may create user namespaces of its own), CPU share (no nice or 
 world-readable host files (bwrap binds them read-only, it does not hide them), and side
 channels. A non-root caller's bwrap sandbox runs as the caller's user, so it reads what that
 user can read outside the covered directories. tmpfs pages of the scratch space are RAM, not
-counted in ``RLIMIT_AS``.
+counted in ``RLIMIT_AS``, and a tmpfs caps bytes, not files: a flood of empty files there costs
+kernel memory, not scratch space, until the timeout.
 """
 
 from __future__ import annotations
@@ -140,6 +159,9 @@ def _to_result(outcome: pool.Outcome, timeout_s: float, limits: ToolLimits) -> R
     if outcome.timed_out:
         returncode = -1
         notes = [f"TimeoutError: The code execution exceeded the timeout of {timeout_s:g} seconds."]
+    elif outcome.scratch_full:
+        returncode = -signal.SIGKILL
+        notes = [f"astuner: killed: scratch space limit ({limits.scratch_mb} MB) exceeded"]
     elif outcome.status is None:
         returncode = -1
         notes = ["astuner: the sandbox's supervisor died before reporting (killed by the code?); "
