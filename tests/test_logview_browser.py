@@ -1,6 +1,8 @@
-"""The log viewer end to end: a real debug run, the viewer, and headless Chromium driven over CDP.
+"""The log viewer end to end: real debug runs, the viewer, and headless Chromium driven over CDP.
 
-The debug run is the README's offline quick start, run in-process through ``astuner.cli.main``.
+The debug runs are the README's offline quick start and the bad-case run of
+``tests/test_logview_locate.py`` (one problem per bad case), both in-process through
+``astuner.cli.main``; a copy of the latter carries the advantages GRPO assigns (``bad_cases_grpo``).
 Chromium is Debian's ``/usr/bin/chromium`` (CI installs it); it is driven with the Chrome DevTools
 Protocol over its websocket (``websocket-client``, already installed as a dependency of
 agentscope's dashscope). Each page is opened straight from a URL, as a person following a printed
@@ -27,6 +29,7 @@ import pytest
 from astuner.cli import main as cli_main
 from astuner.logview import start_logview
 from tests.conftest import REPO
+from tests.test_logview_locate import BAD_CASE_TASKS, run_bad_case_debug, with_advantages
 from tests.test_logview_server import synthetic_rollout, write_rollouts
 
 pytestmark = pytest.mark.integration
@@ -123,7 +126,7 @@ class Browser:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """A real debug run plus a synthetic 50k-token experiment, the viewer on them, and a browser."""
+    """Two real debug runs (one with advantages added), a synthetic 50k-token experiment, the viewer, a browser."""
     binary = chromium_binary()
     tmp = tmp_path_factory.mktemp("logview_e2e")
     exp_root = tmp / "saved_experiments"
@@ -133,6 +136,8 @@ def site(tmp_path_factory):
         code = cli_main(["--conf", str(OFFLINE_YAML), "--backbone=debug", "--exp-dir", str(exp_root)])
     assert code == 0
     [run] = [p for p in exp_root.iterdir() if (p / "rollouts" / "debug.jsonl").exists()]
+    bad_run = run_bad_case_debug(tmp / "bad_cases", exp_root)
+    with_advantages(bad_run / "rollouts" / "debug.jsonl", exp_root / "bad_cases_grpo" / "rollouts" / "step_000001.jsonl")
     write_rollouts(exp_root / "synthetic_50k" / "rollouts" / "big.jsonl", [synthetic_rollout(BIG, task_id="big")])
     (exp_root / "synthetic_50k" / "metrics.jsonl").write_text("".join(
         json.dumps({"step": s, "time": 0, "reward_mean": s / 20, "success_rate": s / 25}) + "\n" for s in range(1, 21)))
@@ -141,7 +146,7 @@ def site(tmp_path_factory):
     shots = tmp / "screenshots"
     shots.mkdir()
     try:
-        yield {"server": server, "browser": browser, "run": run.name, "shots": shots}
+        yield {"server": server, "browser": browser, "run": run.name, "bad_run": bad_run.name, "shots": shots}
     finally:
         browser.close()
         server.stop()
@@ -243,3 +248,88 @@ def test_curves_view_shows_the_png_and_the_metrics(site):
     b.wait("document.querySelector('img.curve') && document.querySelector('img.curve').naturalWidth > 0")
     assert b.js("document.querySelectorAll('table.metrics tr').length") == 21
     keep_screenshot(b.screenshot(site["shots"] / "logview_curves.png"))
+
+
+def test_listing_shows_each_rollouts_advantage_coloured_by_sign(site):
+    b, srv = site["browser"], site["server"]
+    b.open(srv.url_for("bad_cases_grpo"))
+    b.wait(f"document.querySelectorAll('.rollout-row').length === {2 * len(BAD_CASE_TASKS)}")
+    rows = b.js("[...document.querySelectorAll('.rollout-row')].map(r => [r.cells[1].textContent, r.cells[2].textContent,"
+                " r.cells[4].textContent, r.cells[4].className])")
+    for task, repeat, text, cls in rows:
+        if task == "nonsense":
+            assert (text, cls) == ("0.000", "adv adv-zero")
+        else:
+            assert (text, cls) == (("+0.707", "adv adv-pos") if repeat == "0" else ("−0.707", "adv adv-neg")), (task, repeat)
+    keep_screenshot(b.screenshot(site["shots"] / "logview_advantage_list.png"))
+    b.open(srv.url_for(site["bad_run"]))
+    b.wait("document.querySelectorAll('.rollout-row').length")
+    assert set(b.js("[...document.querySelectorAll('.rollout-row td.adv')].map(c => c.textContent + ' ' + c.className)")) == {
+        "— adv adv-none"}, "debug rollouts have no advantage: a dash, not an error"
+
+
+def located(site, exp: str, task: str) -> tuple[int, dict, dict]:
+    """(index in the file, the rollout, its first bad-case location) of repeat 0 of ``task``."""
+    rows = api(site, f"api/rollouts?exp={exp}&task_id={task}&limit=10")["rows"]
+    [row] = [r for r in rows if r["task_id"] == task and r["repeat_index"] == 0]
+    marks = api(site, f"api/bad_cases?exp={exp}&file={row['file']}&index={row['index']}")
+    return row["index"], row, marks
+
+
+def test_a_click_on_a_bad_case_badge_highlights_its_tokens_and_message(site):
+    b, srv = site["browser"], site["server"]
+    for task, (_, _, _, flag, shows) in BAD_CASE_TASKS.items():
+        index, row, marks = located(site, "bad_cases_grpo", task)
+        [entry] = marks["bad_cases"]
+        loc = entry["locations"][0]
+        b.open(srv.url_for("bad_cases_grpo", ("step_000001.jsonl", index)))
+        b.wait("document.body.dataset.tokensRendered && document.body.dataset.tokensRendered === document.body.dataset.tokensTotal")
+        advantage = b.js("[document.getElementById('advantage').textContent, document.getElementById('advantage').className,"
+                         " document.getElementById('sample-head').className]")
+        sign = "adv-zero" if task == "nonsense" else "adv-pos"
+        assert advantage == [f"advantage {'0.000' if task == 'nonsense' else '+0.707'}", f"chip {sign}", f"sample-head {sign}"]
+        assert b.js("document.querySelectorAll('#tokens .t.hl').length") == 0
+        b.js(f"document.querySelector('#bad-cases .badge[data-flag=\"{flag}\"]').click()")
+        where = f"{flag}:{loc['sample']}:{loc['start']}:{loc['end']}"
+        b.wait(f"document.body.dataset.highlight === {json.dumps(where)}")
+        lit = b.js("[...document.querySelectorAll('#tokens .t.hl')].map(t => Number(t.dataset.i))")
+        assert lit == list(range(loc["start"], loc["end"]))
+        text = b.js("[...document.querySelectorAll('#tokens .t.hl')].map(t => t.textContent).join('')")
+        assert shows.replace(" ", "·").replace("\n", "↵") in text, (flag, text)
+        assert b.js("[...document.querySelectorAll('.msg.hl')].map(m => Number(m.dataset.m))") == [loc["message"]]
+        assert b.js("""(() => { const t = document.querySelector('#tokens .t.hl').getBoundingClientRect();
+            const p = document.getElementById('tokens-pane').getBoundingClientRect();
+            return t.top >= p.top && t.bottom <= p.bottom; })()"""), "the highlighted span is scrolled into view"
+        assert flag in b.js("document.getElementById('bad-where').textContent")
+        keep_screenshot(b.screenshot(site["shots"] / f"logview_bad_case_{flag}.png"))
+
+
+def test_badges_cycle_through_locations_and_switch_samples(site):
+    b, srv = site["browser"], site["server"]
+    index, _, marks = located(site, "bad_cases_grpo", "spoofed")
+    first, second = marks["bad_cases"][0]["locations"]
+    b.open(srv.url_for("bad_cases_grpo", ("step_000001.jsonl", index)))
+    for loc in (first, second, first):
+        b.js("document.querySelector('#bad-cases .badge').click()")
+        b.wait(f"document.body.dataset.highlight === 'spoofed_tool_response:0:{loc['start']}:{loc['end']}'")
+    index, _, marks = located(site, "bad_cases_grpo", "malformed")
+    loc = marks["bad_cases"][0]["locations"][0]
+    b.open(srv.url_for("bad_cases_grpo", ("step_000001.jsonl", index)) + "?sample=1")
+    b.wait("document.querySelector('.tab.active') && document.querySelector('.tab.active').textContent.startsWith('sample 2/2')")
+    b.js("document.querySelector('#bad-cases .badge').click()")
+    b.wait(f"document.body.dataset.highlight === 'malformed_tool_call:0:{loc['start']}:{loc['end']}'")
+    assert b.js("document.querySelector('.tab.active').textContent").startswith("sample 1/2")
+    assert "bad=malformed_tool_call" in b.js("location.hash")
+
+
+def test_a_bad_case_chip_in_the_list_opens_the_rollout_at_it(site):
+    b, srv = site["browser"], site["server"]
+    b.open(srv.url_for(site["run"]) + "?bad_case=empty_tool_stdout")
+    b.wait("document.querySelectorAll('.rollout-row').length === 2")
+    b.js("document.querySelector('.rollout-row a.chip').click()")
+    b.wait("(document.body.dataset.highlight || '').startsWith('empty_tool_stdout:0:')")
+    assert "<stdout></stdout>" in b.js("[...document.querySelectorAll('#tokens .t.hl')].map(t => t.textContent).join('')")
+    assert b.js("document.querySelector('.msg.hl').textContent").startswith("#4tool response")
+    assert b.js("[document.getElementById('advantage').textContent, document.querySelector('.tab').textContent.endsWith('adv —')]") == [
+        "advantage —", True]
+    keep_screenshot(b.screenshot(site["shots"] / "logview_bad_case_from_list.png"))

@@ -153,6 +153,21 @@ def test_nan_and_infinity_in_a_rollout_reach_the_browser_as_null(exp_root, serve
     assert data["reward"] is None and data["samples"][0]["logprobs"][3] is None
 
 
+def test_advantage_in_rows_and_bad_cases_located_per_rollout(exp_root, server):
+    tokens = ["<|im_start|>", "user", "\n", "Q", "<|im_end|>", "\n", "<|im_start|>", "assistant", "\n", "<|im_end|>"]
+    sample = {"token_ids": list(range(10)), "loss_mask": [0] * 9 + [1], "logprobs": [0.0] * 10, "tokens": tokens,
+              "advantage": -0.5}
+    record = {**synthetic_rollout(10, task_id="adv"), "bad_cases": {"empty_reply": True}, "samples": [sample]}
+    write_rollouts(exp_root / "run1" / "rollouts" / "step_10.jsonl", [record])
+    rows = get_json(server, "/api/rollouts?exp=run1")["rows"]
+    assert [(r["task_id"], r["advantage"]) for r in rows] == [("a1", None), ("a2", None), ("b10", None), ("adv", -0.5)]
+    found = get_json(server, "/api/bad_cases?exp=run1&file=step_10.jsonl&index=1")
+    assert found == {"advantage": -0.5, "bad_cases": [{"flag": "empty_reply", "kind": "bad_case", "note": None, "locations": [
+        {"sample": 0, "call": 0, "start": 9, "end": 10, "call_start": 9, "call_end": 10, "message": None,
+         "what": "a completion with no text and no tool call"}]}]}
+    assert get_json(server, "/api/bad_cases?exp=run1&file=step_2.jsonl&index=0") == {"advantage": None, "bad_cases": []}
+
+
 def test_metrics_and_curve(server):
     rows = get_json(server, "/api/metrics?exp=run1")["rows"]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
@@ -171,6 +186,8 @@ def test_metrics_and_curve(server):
     "/api/rollout?exp=run1&file=..%2F..%2Fsecret.jsonl&index=0",
     "/api/rollout?exp=run1&file=/etc/passwd&index=0",
     "/api/rollout?exp=run1&file=step_2.jsonl&index=99",
+    "/api/bad_cases?exp=run1&file=../metrics.jsonl&index=0",
+    "/api/bad_cases?exp=run1&file=step_2.jsonl&index=99",
     "/api/metrics?exp=..",
     "/static/../server.py",
     "/static/%2e%2e/server.py",
@@ -206,7 +223,7 @@ def test_page_is_self_contained(server):
     status, html, headers = get(server, "/")
     assert status == 200 and b"<script src=\"/static/app.js\">" in html
     assert "default-src 'self'" in headers["Content-Security-Policy"]
-    for name in ("app.js", "rollout.js", "tokens.js", "app.css"):
+    for name in ("app.js", "rollout.js", "tokens.js", "marks.js", "app.css"):
         status, body, _ = get(server, f"/static/{name}")
         assert status == 200
         assert b"http://" not in body and b"https://" not in body, f"{name} must not load anything from elsewhere"

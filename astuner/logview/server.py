@@ -13,6 +13,8 @@ Endpoints (GET only; every name is validated by the store, never joined into a p
 - ``/api/rollouts?exp=&file=&offset=&limit=&success=&reward_min=&reward_max=&bad_case=&task_id=``:
   a page of compact rows (no token arrays). ``bad_case`` is a flag name, ``any`` or ``none``.
 - ``/api/rollout?exp=&file=&index=``: one rollout as stored.
+- ``/api/bad_cases?exp=&file=&index=``: the rollout's advantage and where each flagged bad case
+  happened (``astuner.logview.locate``).
 - ``/api/metrics?exp=``: the rows of ``metrics.jsonl``.
 - ``/api/curve.png?exp=``: the curve PNG; drawn in memory from ``metrics.jsonl`` when none is on disk.
 
@@ -46,6 +48,7 @@ _STATIC_TYPES = {
     "app.js": "text/javascript; charset=utf-8",
     "rollout.js": "text/javascript; charset=utf-8",
     "tokens.js": "text/javascript; charset=utf-8",
+    "marks.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 _CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
@@ -190,6 +193,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/rollout":
             body = _strict_json(store.rollout_bytes(_need(q, "exp"), _need(q, "file"), _int(q, "index", -1)))
             self._send(HTTPStatus.OK, "application/json; charset=utf-8", body)
+        elif path == "/api/bad_cases":
+            from astuner.logview.locate import locate_bad_cases
+
+            record = store.rollout_record(_need(q, "exp"), _need(q, "file"), _int(q, "index", -1))
+            self._send_json(locate_bad_cases(record))
         elif path == "/api/metrics":
             self._send_json({"experiment": _need(q, "exp"), "rows": store.metrics(_need(q, "exp"))})
         elif path == "/api/curve.png":

@@ -21,6 +21,7 @@ are skipped and counted, not shown.
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -77,8 +78,18 @@ class _FileIndex:
     skipped: int = 0
 
 
+def rollout_advantage(record: dict[str, Any]) -> float | None:
+    """The rollout's GRPO advantage: the first finite one its samples carry (the local backbone gives
+    every sample of a rollout the same), else None (debug and validation rollouts, older files)."""
+    for sample in record.get("samples") or []:
+        value = sample.get("advantage") if isinstance(sample, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
 def compact_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One rollout as a listing row: ids, outcome, flagged bad cases and sizes, without token arrays."""
+    """One rollout as a listing row: ids, outcome, advantage, flagged bad cases and sizes, without token arrays."""
     flags = {**(record.get("bad_cases") or {}), **(record.get("madness") or {})}
     samples = record.get("samples") or []
     final = record.get("final_answer")
@@ -88,6 +99,7 @@ def compact_row(record: dict[str, Any]) -> dict[str, Any]:
         "repeat_index": record.get("repeat_index"),
         "rollout_id": record.get("rollout_id"),
         "reward": record.get("reward"),
+        "advantage": rollout_advantage(record),
         "is_success": bool(record.get("is_success")),
         "bad_cases": sorted(k for k, v in flags.items() if v),
         "num_tool_calls": record.get("num_tool_calls"),
@@ -179,6 +191,10 @@ class ExperimentStore:
         with path.open("rb") as f:
             f.seek(idx.offsets[index])
             return f.readline().rstrip(b"\r\n")
+
+    def rollout_record(self, name: str, file: str, index: int) -> dict[str, Any]:
+        """One rollout, parsed (NaN and infinities as None)."""
+        return json.loads(self.rollout_bytes(name, file, index), parse_constant=lambda _: None)
 
     def metrics(self, name: str) -> list[dict[str, Any]]:
         """The rows of the experiment's ``metrics.jsonl`` (empty when it has none)."""

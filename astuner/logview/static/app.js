@@ -3,7 +3,7 @@
  * while the tab is visible, so a running job's new rollouts and steps appear without a reload.
  *
  * Routes: #/  ·  #/exp/<name>?success=&reward_min=&reward_max=&bad_case=&task_id=&file=&offset=
- *         #/exp/<name>/curves  ·  #/exp/<name>/rollout/<file>/<index>?sample=<k>
+ *         #/exp/<name>/curves  ·  #/exp/<name>/rollout/<file>/<index>?sample=<k>&bad=<flag>&at=<n>
  */
 "use strict";
 window.LV = window.LV || {};
@@ -72,7 +72,7 @@ window.LV = window.LV || {};
       if (parts[2] === "rollout" && parts.length >= 5) {
         crumbs([[name === "." ? "(root)" : name, expLink(name)], [parts[3] + ":" + parts[4], null]]);
         live("");
-        return await LV.showRollout(view, name, parts[3], Number(parts[4]), query.sample);
+        return await LV.showRollout(view, name, parts[3], Number(parts[4]), query);
       }
       if (parts[2] === "curves") return await curvesView(view, name);
       return await rolloutsView(view, name, query);
@@ -159,14 +159,16 @@ window.LV = window.LV || {};
       lastKey = key;
       const first = data.matched ? data.offset + 1 : 0;
       summary.textContent = "rollouts " + first + "–" + (data.offset + data.rows.length) + " of " + data.matched + " matching (" + data.total + " in total" + (data.skipped_lines ? ", " + data.skipped_lines + " unreadable lines" : "") + ")";
-      const table = el("table", { class: "list", id: "rollout-table" }, el("tr", {}, ...["#", "task id", "repeat", "reward", "outcome", "bad cases", "tokens (trained/all)", "tool calls", "final answer"].map((h) => el("th", { text: h }))));
+      const table = el("table", { class: "list", id: "rollout-table" }, el("tr", {}, ...["#", "task id", "repeat", "reward", "advantage", "outcome", "bad cases", "tokens (trained/all)", "tool calls", "final answer"].map((h) => el("th", { text: h }))));
       data.rows.forEach((r) => {
         const href = expLink(name, "/rollout/" + encodeURIComponent(r.file) + "/" + r.index);
         table.appendChild(el("tr", { class: "click rollout-row", onclick: () => { location.hash = href; } },
           el("td", {}, el("a", { href, text: r.file + ":" + r.index })),
           el("td", { text: String(r.task_id) }), el("td", { text: fmt(r.repeat_index) }), el("td", { text: fmt(r.reward) }),
+          el("td", { class: "adv " + LV.advClass(r.advantage), title: LV.advTitle(r.advantage), text: LV.fmtAdvantage(r.advantage) }),
           el("td", { class: r.is_success ? "ok" : "bad", text: r.error ? "failed (error)" : r.is_success ? "success" : "failure" }),
-          el("td", {}, ...r.bad_cases.map((b) => el("span", { class: "chip bad", text: b }))),
+          el("td", {}, ...r.bad_cases.map((b) => el("a", { class: "chip bad", href: href + "?bad=" + encodeURIComponent(b), text: b,
+            title: "open the rollout at this bad case", onclick: (e) => e.stopPropagation() }))),
           el("td", { text: r.n_trained + " / " + r.n_tokens }), el("td", { text: fmt(r.num_tool_calls) }),
           el("td", { class: "answer", text: r.final_answer || "" })));
       });

@@ -1,4 +1,5 @@
-/* One rollout: its outcome, the conversation (with tool calls and tool responses) and its tokens.
+/* One rollout: its outcome and advantage, its bad cases (badges that show where each happened),
+ * the conversation (with tool calls and tool responses) and its tokens.
  *
  * Messages are shown as stored in the rollout's `messages` (OpenAI-style role/content/tool_calls,
  * or AgentScope content blocks: text, tool_use, tool_result); anything else is shown as JSON.
@@ -47,7 +48,7 @@ window.LV = window.LV || {};
       const role = (m && m.role) || "?";
       const isTool = role === "tool" || role === "function";
       const head = isTool ? "tool response" + (m.name ? " (" + m.name + ")" : "") : role;
-      const card = el("div", { class: "msg role-" + role.replace(/[^a-z_]/gi, "") + (isTool ? " tool" : "") },
+      const card = el("div", { class: "msg role-" + role.replace(/[^a-z_]/gi, "") + (isTool ? " tool" : ""), "data-m": i },
         el("div", { class: "msg-head" }, el("span", { class: "idx", text: "#" + (i + 1) }), el("span", { text: head })));
       contentBlocks(m && m.content).forEach((c) => card.appendChild(c));
       ((m && m.tool_calls) || []).forEach((tc) => {
@@ -60,38 +61,62 @@ window.LV = window.LV || {};
     return box;
   };
 
-  function outcome(r) {
+  function outcome(r, advantage) {
     const chips = el("div", { class: "chips" });
-    const add = (text, cls) => chips.appendChild(el("span", { class: "chip " + (cls || ""), text }));
+    const add = (text, cls, title) => chips.appendChild(el("span", { class: "chip " + (cls || ""), text, title }));
     add(r.is_success ? "success" : "failure", r.is_success ? "ok" : "bad");
     add("reward " + (r.reward === null || r.reward === undefined ? "–" : Number(r.reward).toFixed(3)));
+    chips.appendChild(el("span", { class: "chip " + LV.advClass(advantage), id: "advantage", title: LV.advTitle(advantage),
+      text: "advantage " + LV.fmtAdvantage(advantage) }));
     add("task " + r.task_id);
     add("repeat " + r.repeat_index);
     if (r.num_calls !== undefined) add(r.num_calls + " LLM calls");
     if (r.num_tool_calls !== undefined) add(r.num_tool_calls + " tool calls");
     if (r.timeline_breaks) add(r.timeline_breaks + " timeline breaks", "warn");
     if (r.context_overflow) add("context overflow", "warn");
-    const flags = Object.assign({}, r.bad_cases || {}, r.madness || {});
-    Object.keys(flags).filter((k) => flags[k]).forEach((k) => add(k, "bad"));
     return chips;
+  }
+
+  /* Without /api/bad_cases (an error), the flags still show, unlocated. */
+  function unlocated(r, error) {
+    const flags = Object.assign({}, r.bad_cases || {}, r.madness || {});
+    return { error, bad_cases: Object.keys(flags).filter((k) => flags[k]).map((flag) => ({ flag, locations: [], note: error })) };
   }
 
   function legend() {
     return el("div", { class: "legend" },
       el("span", { class: "t m1 s1", text: "trained" }), el("span", { class: "t m1 s8", text: "trained, unlikely" }),
-      el("span", { class: "t m0 s0", text: "not trained" }),
+      el("span", { class: "t m0 s0", text: "not trained" }), el("span", { class: "t m1 s1 bc", text: "bad case" }),
       el("span", { class: "muted", text: "darker = lower probability under the policy; hover a token for id and logprob" }));
   }
 
-  /* Render rollout `index` of `file` in experiment `exp` into `view`; `sampleIdx` picks the sample. */
-  LV.showRollout = async function (view, exp, file, index, sampleIdx) {
-    const r = await LV.api("/api/rollout", { exp, file, index });
+  /* Render rollout `index` of `file` in experiment `exp` into `view`; `query.sample` picks the sample,
+     `query.bad` and `query.at` a bad-case location to highlight (its sample wins over `query.sample`). */
+  LV.showRollout = async function (view, exp, file, index, query) {
+    const [r, found] = await Promise.all([
+      LV.api("/api/rollout", { exp, file, index }),
+      LV.api("/api/bad_cases", { exp, file, index }).catch((err) => ({ error: err.message })),
+    ]);
+    const info = found.error ? unlocated(r, found.error) : found;
     const samples = r.samples || [];
-    const si = Math.max(0, Math.min(samples.length - 1, Number(sampleIdx) || 0));
+    const chosen = query.bad ? LV.findLocation(info, query.bad, query.at) : null;
+    const si = Math.max(0, Math.min(samples.length - 1, chosen ? chosen.sample : Number(query.sample) || 0));
     view.textContent = "";
     const base = "#/exp/" + encodeURIComponent(exp) + "/rollout/" + encodeURIComponent(file) + "/" + index;
+    const advantage = info.advantage !== undefined ? info.advantage : samples.map((s) => s.advantage).find((v) => typeof v === "number");
+    const clicks = {};
+    const pick = (flag) => {
+      const last = flag in clicks ? clicks[flag] : chosen && chosen.flag === flag ? chosen.at : -1;
+      const loc = LV.findLocation(info, flag, last + 1);
+      clicks[flag] = loc.at;
+      const hash = base + "?sample=" + loc.sample + "&bad=" + encodeURIComponent(flag) + "&at=" + loc.at;
+      if (loc.sample !== si) { location.hash = hash; return; }
+      history.replaceState(null, "", hash);
+      LV.highlight(loc);
+    };
     const head = el("section", { class: "rollout-head" },
-      el("h2", { text: (r.rollout_id || "rollout") + "  ·  " + file + ":" + index }), outcome(r));
+      el("h2", { text: (r.rollout_id || "rollout") + "  ·  " + file + ":" + index }), outcome(r, advantage),
+      LV.badCaseBadges(info, pick), el("div", { class: "muted", id: "bad-where" }));
     if (r.final_answer !== null && r.final_answer !== undefined) {
       head.appendChild(el("div", { class: "final" }, el("b", { text: "final answer " }),
         el("code", { text: typeof r.final_answer === "string" ? r.final_answer : JSON.stringify(r.final_answer) })));
@@ -105,13 +130,18 @@ window.LV = window.LV || {};
     samples.forEach((s, k) => {
       const n = (s.token_ids || []).length;
       const trained = (s.loss_mask || []).reduce((a, b) => a + (b ? 1 : 0), 0);
-      tabs.appendChild(el("a", { class: "tab" + (k === si ? " active" : ""), href: base + "?sample=" + k,
-        text: "sample " + (k + 1) + "/" + samples.length + " · " + n + " tokens, " + trained + " trained" }));
+      tabs.appendChild(el("a", { class: "tab " + LV.advClass(s.advantage) + (k === si ? " active" : ""), href: base + "?sample=" + k,
+        title: LV.advTitle(s.advantage),
+        text: "sample " + (k + 1) + "/" + samples.length + " · " + n + " tokens, " + trained + " trained · adv " + LV.fmtAdvantage(s.advantage) }));
     });
+    const current = samples[si] || {};
+    const sampleHead = el("div", { class: "sample-head " + LV.advClass(current.advantage), id: "sample-head", title: LV.advTitle(current.advantage),
+      text: "sample " + (si + 1) + " · advantage " + LV.fmtAdvantage(current.advantage) + " · reward " +
+        (typeof current.reward === "number" ? current.reward.toFixed(3) : "–") });
     const left = el("section", { class: "pane", id: "messages-pane" },
       el("h3", { text: "Messages (" + (r.messages || []).length + ")" }), LV.renderMessages(r.messages));
     const right = el("section", { class: "pane", id: "tokens-pane" },
-      el("div", { class: "pane-head" }, el("h3", {}, el("span", { text: "Tokens " }), status), tabs, legend()), tokBox);
+      el("div", { class: "pane-head" }, el("h3", {}, el("span", { text: "Tokens " }), status), tabs, sampleHead, legend()), tokBox);
     view.appendChild(el("div", { class: "split" }, left, right));
     if (!samples.length) {
       tokBox.appendChild(el("p", { class: "muted", text: "this rollout has no samples (it failed or produced none)" }));
@@ -121,6 +151,7 @@ window.LV = window.LV || {};
       status.textContent = done < total ? "rendering " + done + " / " + total : total + " tokens";
       document.body.dataset.tokensRendered = String(done);
       document.body.dataset.tokensTotal = String(total);
-    });
+    }, LV.marksFor(info, si));
+    if (chosen) await LV.highlight(chosen);
   };
 })(window.LV);

@@ -7,6 +7,8 @@
  * templates (ChatML <|im_start|>, Llama 3 <|start_header_id|>, Gemma <start_of_turn>); other
  * templates get no breaks. Whitespace is made visible: space ·, tab ⇥, newline ↵ (then a line
  * break), carriage return ␍, other control characters as \xNN, the empty string as ∅.
+ * Bad-case spans (`marks`, from /api/bad_cases) get class `bc` and their flags in the tooltip;
+ * LV.tokensReady(i) resolves once token i is in the DOM (never, if another render replaced this one).
  */
 "use strict";
 window.LV = window.LV || {};
@@ -48,14 +50,28 @@ window.LV = window.LV || {};
 
   let current = null;
 
-  /* Render one sample's tokens into `box`; returns a handle with cancel(). onProgress(done, total). */
-  LV.renderTokens = function (box, sample, onProgress) {
+  function flagsByToken(marks, total) {
+    const at = new Map();
+    (marks || []).forEach((m) => {
+      for (let k = Math.max(0, m.start); k < Math.min(total, m.end); k++) {
+        if (!at.has(k)) at.set(k, []);
+        if (!at.get(k).includes(m.flag)) at.get(k).push(m.flag);
+      }
+    });
+    return at;
+  }
+
+  /* Render one sample's tokens into `box`; returns a handle with cancel(). onProgress(done, total).
+     `marks`: [{start, end, flag}] token spans of bad cases in this sample. */
+  LV.renderTokens = function (box, sample, onProgress, marks) {
     if (current) current.cancel();
     const ids = sample.token_ids || [];
     const mask = sample.loss_mask || [];
     const logprobs = sample.logprobs || [];
     const texts = LV.tokenTexts(sample);
     const total = ids.length;
+    const flags = flagsByToken(marks, total);
+    const waiters = [];
     const t0 = performance.now();
     let i = 0, turn = 0, cancelled = false, timer = null;
     box.textContent = "";
@@ -74,32 +90,42 @@ window.LV = window.LV || {};
           frag.appendChild(br);
         }
         const span = document.createElement("span");
-        span.className = "t m" + (mask[i] ? 1 : 0) + " s" + shade(logprobs[i]);
+        span.className = "t m" + (mask[i] ? 1 : 0) + " s" + shade(logprobs[i]) + (flags.has(i) ? " bc" : "");
         span.dataset.i = i;
         span.textContent = visible(text);
         frag.appendChild(span);
         if (text.indexOf("\n") >= 0) frag.appendChild(document.createElement("br"));
       }
       box.appendChild(frag);
+      for (let w = waiters.length - 1; w >= 0; w--) {
+        if (waiters[w].index < i) { waiters[w].resolve(); waiters.splice(w, 1); }
+      }
       if (onProgress) onProgress(i, total);
       if (i < total && !cancelled) timer = setTimeout(chunk, 0);
       else if (!cancelled) LV.timing.allTokensMs = performance.now() - t0;
     }
 
-    box.onmouseover = (e) => showTip(e, ids, mask, logprobs, texts);
+    box.onmouseover = (e) => showTip(e, ids, mask, logprobs, texts, flags);
     box.onmousemove = (e) => moveTip(e);
     box.onmouseleave = () => hideTip();
     chunk();
     LV.timing.firstTokensMs = performance.now();
     LV.timing.firstChunkMs = performance.now() - t0;
     LV.timing.firstChunkTokens = i;
-    current = { cancel() { cancelled = true; clearTimeout(timer); hideTip(); } };
+    current = {
+      cancel() { cancelled = true; clearTimeout(timer); hideTip(); },
+      ready(index) {
+        return index < i || index >= total ? Promise.resolve() : new Promise((resolve) => waiters.push({ index, resolve }));
+      },
+    };
     return current;
   };
 
+  LV.tokensReady = function (index) { return current ? current.ready(index) : Promise.resolve(); };
+
   function tip() { return document.getElementById("tip"); }
 
-  function showTip(e, ids, mask, logprobs, texts) {
+  function showTip(e, ids, mask, logprobs, texts, flags) {
     const t = e.target.closest ? e.target.closest(".t") : null;
     if (!t) { hideTip(); return; }
     const i = Number(t.dataset.i);
@@ -110,6 +136,7 @@ window.LV = window.LV || {};
       mask[i] ? "trained (loss_mask 1)" : "not trained (loss_mask 0)",
       "text " + JSON.stringify(texts[i]),
     ];
+    if (flags.has(i)) lines.push("bad case: " + flags.get(i).join(", "));
     const el = tip();
     el.textContent = lines.join("\n");
     el.hidden = false;
