@@ -230,10 +230,12 @@ def kill_registered(keywords: str, grace_s: float = 3.0) -> list[int]:
     return kill(keywords, grace_s).pids
 
 
-def kill(keywords: str, grace_s: float = 3.0, *, spare_live_runs: bool = False) -> KillReport:
+def kill(keywords: str, grace_s: float = 3.0, *, spare_live_runs: bool = False,
+         only_pid: int | None = None) -> KillReport:
     """End registered processes matching any ``|``-separated keyword, with their descendants.
 
     ``spare_live_runs``: leave alone the records of other runs that are still alive (``--autokill``).
+    ``only_pid``: end only the record of that pid (a run stopping the Ray head it started).
     """
     words = [w.strip() for w in keywords.split("|") if w.strip()]
     report = KillReport()
@@ -243,6 +245,8 @@ def kill(keywords: str, grace_s: float = 3.0, *, spare_live_runs: bool = False) 
     for path, rec in records():
         text = " ".join([rec.get("tag", ""), *rec.get("command", [])])
         if rec["pid"] in protected or not any(w in text for w in words):
+            continue
+        if only_pid is not None and rec["pid"] != only_pid:
             continue
         owner = rec.get("run", "")
         if spare_live_runs and owner and owner != mine and run_alive(owner):

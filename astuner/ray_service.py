@@ -2,8 +2,9 @@
 
 Single node (``MASTER_ADDR`` unset): astuner runs ``ray start --head --block`` in its own session,
 records it in astuner's process registry (``astuner.procs``, kind ``ray``) and waits until Ray says
-"Ray runtime started". ``astuner --kill ray`` ends it later (``ray stop`` when that is safe; see
-``astuner.procs``). A Ray head astuner started earlier at the same port is reused; a Ray that is
+"Ray runtime started". A trinity run stops the head it started when it ends
+(``astuner.backbone.trinity.launch.stop_started_head``, unless ``ASTUNER_KEEP_RAY=1``); otherwise
+``astuner --kill ray`` ends it later (``ray stop`` when that is safe; see ``astuner.procs``). A Ray head astuner started earlier at the same port is reused; a Ray that is
 already listening there but that astuner did not start is used as it is and never stopped by
 ``--kill``.
 

@@ -159,8 +159,15 @@ def test_trinity_launch_stops_cleanly_on_a_cluster_without_gpus(ray_env, tmp_pat
     assert "the Ray cluster has 0 GPU(s) but the config asks for 2" in run.stderr
     (exp,) = (tmp_path / "exp").iterdir()
     assert (exp / "trinity_config.yaml").exists() and (exp / "yaml_backup.yaml").exists()
+    # the run stopped the Ray head it started: no record, no Ray process of it left
+    assert "stopped the Ray head this run started" in run.stdout, run.stdout[-3000:]
+    assert list((tmp_path / "procs").glob("*.json")) == []
+
+    kept = _cli(["--conf", str(conf), "--backbone=trinity", "--exp-dir", str(tmp_path / "exp"), "--with-ray",
+                 "--skip-gpu-check"], {**env, "ASTUNER_KEEP_RAY": "1"})
+    assert kept.returncode == 1 and "ASTUNER_KEEP_RAY=1: the Ray head" in kept.stdout, kept.stdout[-3000:]
     records = [json.loads(p.read_text()) for p in (tmp_path / "procs").glob("*.json")]
-    assert [r["tag"] for r in records] == ["ray"], "the head stays up for the next run until --kill ray"
+    assert [r["tag"] for r in records] == ["ray"], "with ASTUNER_KEEP_RAY=1 the head stays up until --kill ray"
 
 
 @pytest.mark.skipif(TRINITY_MISSING, reason="trinity-rft is not installed (pip install -e '.[trinity]')")

@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from astuner import procs
 from astuner.backbone.runtime import SetupError
 from astuner.backbone.trinity.colocate import COLOCATE_ENV
 from astuner.backbone.trinity.config import (
@@ -39,7 +40,18 @@ from astuner.backbone.trinity.config import (
     translate,
     write_trinity_config,
 )
-from astuner.ray_service import RayError, cluster_settings, describe, ensure_ray, multicast_off_env, wait_as_worker
+from astuner.ray_service import (
+    RayError,
+    RayNode,
+    cluster_settings,
+    describe,
+    ensure_ray,
+    multicast_off_env,
+    wait_as_worker,
+)
+
+KEEP_RAY_ENV = "ASTUNER_KEEP_RAY"
+"""Set to ``1`` to keep the Ray head a ``--with-ray`` run started after the run ends."""
 
 
 def has_validation_tasks(config: Any) -> bool:
@@ -160,8 +172,30 @@ def launch(config: Any, exp_dir: Path, args: Any = None) -> int:
         print(f"astuner: {describe(node)}")
         return wait_as_worker(node)
     _, checked = prepare(config, exp_dir)
+    node = None
     if with_ray:
-        print(f"astuner: {describe(ensure_ray())}", flush=True)
+        node = ensure_ray()
+        print(f"astuner: {describe(node)}", flush=True)
+    try:
+        return _train(config, exp_dir, checked)
+    finally:
+        if node is not None and node.started:
+            stop_started_head(node)
+
+
+def stop_started_head(node: RayNode) -> None:
+    """End the Ray head this launch started (``ray stop`` or its process tree, as ``--kill ray`` does), so a
+    finished, failed or interrupted run leaves no Ray process; ``ASTUNER_KEEP_RAY=1`` keeps it for the next run.
+    A head that an earlier run started, or one astuner did not start, is never stopped here."""
+    if os.environ.get(KEEP_RAY_ENV) == "1":
+        print(f"astuner: {KEEP_RAY_ENV}=1: the Ray head (pid {node.pid}) keeps running; end it with 'astuner --kill ray'")
+        return
+    report = procs.kill("ray", only_pid=node.pid, grace_s=10.0)
+    print(f"astuner: stopped the Ray head this run started (pid {node.pid}; "
+          f"{len(report.descendants)} process(es) below it)", flush=True)
+
+
+def _train(config: Any, exp_dir: Path, checked: Any) -> int:
     from astuner.backbone.trinity.plugin import register
 
     register()
