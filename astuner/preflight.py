@@ -17,15 +17,19 @@ machine). ``check_config`` runs in two stages:
 Every problem is a ``ConfigError``: one line with the file and the key path (exit code 2).
 
 A ``model.path`` or Hugging Face ``dataset_path`` that can only be a local folder (absolute,
-relative with a ``./``, or two or more ``/``) must exist (``config.paths``). Not checked here: Hub
-ids and environment services (reading them may need the network), and whether ``model.path`` holds
-a loadable model and tokenizer (that needs transformers); the backbone reports those (still exit
-code 2), after the folder exists. Task files are read twice (here and by the
+relative with a ``./``, or two or more ``/``) must exist (``config.paths``). A ``model.path`` of the
+form of a Hub id must be in the local Hugging Face cache when the Hub is offline (``HF_HUB_OFFLINE``
+or ``TRANSFORMERS_OFFLINE`` set), since nothing could download it; an ``env_service`` reader's
+``env_url`` must accept a TCP connection (3 s). Not checked here: Hub ids while online and Hub
+dataset ids (that needs the network or the datasets cache layout), whether the service behind
+``env_url`` speaks the protocol, and whether ``model.path`` holds a loadable model and tokenizer
+(that needs transformers); the backbone reports those (still exit code 2), after the folder exists. Task files are read twice (here and by the
 backbone), which costs time on very large files.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +44,7 @@ def check_config(conf: Path, overrides: Sequence[str], backbone: str) -> LoadedC
     """Load ``conf`` for a run and check everything it names; raises ``ConfigError``."""
     loaded = load_config_for_run(conf, overrides, backbone=backbone)
     _check_light(loaded)
+    _check_remote(loaded)
     _check_classes(loaded)
     return loaded
 
@@ -67,6 +72,46 @@ def _check_light(loaded: LoadedConfig) -> None:
             load_script(Path(a.rollout.engine.scripted.path))
         except EngineError as exc:
             raise _error(loaded, key, str(exc)) from None
+
+
+def _check_remote(loaded: LoadedConfig) -> None:
+    """A Hub model id that an offline run could not download; an environment service that does not answer."""
+    from astuner.config.paths import could_be_hub_id
+
+    a = loaded.config.astuner
+    model = (a.model.path or "").strip()
+    offline = [v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(v, "").lower() in ("1", "true", "yes")]
+    if offline and could_be_hub_id(model):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            raise _error(loaded, ("model", "path"), f"{model!r} is not a local folder and, with {offline[0]} set, not in "
+                         "the Hugging Face cache either: download it first or give a local folder")
+    if a.task_reader.type == "env_service":
+        url = a.task_reader.env_service.env_url
+        problem = _unreachable(url)
+        if problem:
+            raise _error(loaded, ("task_reader", "env_service", "env_url"),
+                         f"nothing answers at {url} ({problem}): start the environment service first")
+
+
+def _unreachable(url: str, timeout_s: float = 3.0) -> str:
+    """Why a TCP connection to ``url``'s host and port failed; empty when it succeeded."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        return str(exc)
+    if not parts.hostname:
+        return "no host in the URL"
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            return ""
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
 
 
 def _check_task_files(loaded: LoadedConfig) -> None:

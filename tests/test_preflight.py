@@ -163,3 +163,32 @@ def test_a_model_path_that_can_only_be_local_must_exist(value, local, tmp_path, 
     code, err = run_cli(conf, tmp_path, capsys)
     assert code == 2 and "run.yaml: astuner.model.path: file not found" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "exp").exists()
+
+
+def test_an_offline_hub_model_id_must_be_cached(tmp_path, monkeypatch, capsys):
+    """With the Hub offline a Hub id that is not in the cache could never load: one line, nothing created."""
+    conf = make_project(tmp_path)
+    conf.write_text(conf.read_text().replace("astuner://tiny", "no-such-org/no-such-model"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, err = run_cli(conf, tmp_path, capsys)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "astuner.model.path: 'no-such-org/no-such-model' is not a local folder and, with HF_HUB_OFFLINE set" in err
+    assert not (tmp_path / "exp").exists()
+
+
+def test_an_env_service_that_does_not_answer_is_reported_before_anything_is_created(tmp_path, monkeypatch, capsys):
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conf = make_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(conf, tmp_path, capsys, "astuner.task_reader.type=env_service",
+                        f"astuner.task_reader.env_service.env_url=http://127.0.0.1:{port}")
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"astuner.task_reader.env_service.env_url: nothing answers at http://127.0.0.1:{port}" in err
+    assert "start the environment service first" in err
+    assert not (tmp_path / "exp").exists()
