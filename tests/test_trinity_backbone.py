@@ -86,7 +86,8 @@ def test_seed_yaml_converts_to_a_config_trinity_accepts(tmp_path, monkeypatch):
 
     verl = build_verl_config(checked)  # what verl's workers receive
     assert verl.model.override_config.attn_implementation == "sdpa" and verl.model.use_remove_padding is False
-    assert checked.explorer.runner_per_model == min(a.rollout.max_env_worker, 128) // 4 == 32
+    assert checked.explorer.runner_per_model == 16 // 4  # 16 runners (the cap) over the 4 engines
+    assert checked.explorer.max_repeat_times_per_runner is None  # each runner runs a whole group
     assert checked.explorer.rollout_model.engine_num == 4 and checked.cluster.trainer_gpu_num == 4
     assert checked.explorer.rollout_model.enable_openai_api is True
     assert checked.explorer.eval_interval == a.trainer_common.test_freq

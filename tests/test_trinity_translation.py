@@ -37,7 +37,8 @@ def test_computed_keys_and_the_batch_guard(tmp_path):
     assert d["buffer"]["train_batch_size"] == 133
     assert [n for n in t.notes if "flash_attn" not in n] == [
         "buffer.train_batch_size raised from 128 to 133, the next multiple of the 7 trainer GPUs"]
-    assert d["explorer"]["runner_per_model"] == 128  # min(200, 128) // 1
+    assert d["explorer"]["runner_per_model"] == 16  # min(ceil(200 / 4), 16) // 1 engine
+    assert "max_repeat_times_per_runner" not in d["explorer"]  # a runner runs a whole group
     assert d["cluster"] == {"node_num": 1, "gpu_per_node": 8}
     assert d["checkpoint_root_dir"] == str(tmp_path / "ckpt")
 
@@ -49,7 +50,7 @@ def test_user_trinity_block_wins_and_computed_keys_follow_it(tmp_path):
     assert d["algorithm"]["algorithm_type"] == "multi_step_grpo"  # siblings of a user key are kept
     assert d["explorer"]["rollout_model"]["engine_num"] == 4
     assert d["explorer"]["rollout_model"]["enable_openai_api"] is True
-    assert d["explorer"]["runner_per_model"] == 32  # min(200, 128) // 4
+    assert d["explorer"]["runner_per_model"] == 4  # min(ceil(200 / 7), 16) // 4 engines
     assert d["buffer"]["train_batch_size"] == 32 * 7 == 224  # and 224 % (8 - 4) == 0
 
 
@@ -99,3 +100,13 @@ def test_user_attention_choice_wins(tmp_path):
     assert t.data["trainer"]["use_remove_padding"] is True
     assert t.data["trainer"]["trainer_config"]["model"]["override_config"]["attn_implementation"] == "eager"
     assert not any("flash_attn" in n for n in t.notes)
+
+
+def test_runners_per_engine_counts_whole_groups():
+    from astuner.backbone.trinity.config import MAX_RUNNERS, runners_per_engine
+
+    assert runners_per_engine(256, 8, 1) == MAX_RUNNERS == 16  # 32 groups wanted, capped
+    assert runners_per_engine(24, 8, 1) == 3  # three groups of 8 in flight
+    assert runners_per_engine(25, 8, 1) == 4  # rounded up to whole groups
+    assert runners_per_engine(256, 8, 4) == 4  # 16 runners over 4 engines
+    assert runners_per_engine(8, 8, 4) == 1  # never fewer than one per engine

@@ -34,7 +34,7 @@
    data.max_response_length                        model.max_response_tokens
    data.train_batch_size                           buffer.batch_size
    train_batch_size * num_repeat * expected_steps  buffer.train_batch_size (samples per step)
-   min(max_env_worker, 128) // engine_num          explorer.runner_per_model
+   runners (below) // engine_num                   explorer.runner_per_model
    seed                                            explorer.rollout_model.seed
    ==============================================  =============================================
 
@@ -53,7 +53,13 @@
    ``astuner_workflow``; the rollout model serves the OpenAI API (astuner's engine calls
    ``/v1/completions`` with token ids) and does not record history;
    ``model.enable_prompt_truncation: false`` (astuner never lets Trinity cut a prompt);
-   ``explorer.max_repeat_times_per_runner: 1`` (a group's rollouts run on different runners).
+   each runner runs a whole group: ``max_repeat_times_per_runner`` is left unset, and the workflow
+   runs the group's rollouts concurrently (``AstunerWorkflow.run_async``), so the explorer needs
+   ``ceil(max_env_worker / repeat_times)`` runners for ``max_env_worker`` rollouts in flight, at most
+   ``MAX_RUNNERS`` (16). Why: every runner is a Ray actor that imports astuner, agentscope and torch
+   before its first task, 8 at a time (Trinity's ``runner_prepare_concurrency``); on an H100
+   machine (16 CPUs) 128 runners of one rollout each took 4.5 minutes to start before the first
+   rollout (docs/results/trinity_gpu.md, 2026-12-06).
    **Trainer attention**: Trinity's trainer (verl) loads the policy with ``flash_attention_2`` and
    unpads batches with ``flash_attn``'s helpers. Where the ``flash_attn`` package is not importable
    on the launching machine (it has no wheels on PyPI; the GPU image has none), astuner sets
@@ -65,7 +71,8 @@
    block, silently overriding it; astuner does the opposite, so ``trinity.algorithm.repeat_times:
    6`` means 6. The two computed keys then follow the final values they depend on:
    ``buffer.train_batch_size = buffer.batch_size * algorithm.repeat_times * expected_steps`` and
-   ``explorer.runner_per_model = min(max_env_worker, 128) // explorer.rollout_model.engine_num``
+   ``explorer.runner_per_model = min(ceil(max_env_worker / algorithm.repeat_times), 16) //
+   explorer.rollout_model.engine_num``
    (unless the ``trinity:`` block sets them itself).
 3. **The batch guard** (upstream's): with ``fsdp`` trainer GPUs (``gpu_per_node * node_num -
    engine_num * tensor_parallel_size``; 1 in colocate mode), ``buffer.train_batch_size`` must be a
@@ -122,6 +129,10 @@ class Translation:
     data: dict[str, Any]
     layout: Layout
     notes: list[str] = field(default_factory=list)
+
+
+MAX_RUNNERS = 16
+"""Most workflow runners (Ray actors) astuner asks Trinity for; each runs one group at a time."""
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -190,8 +201,7 @@ def computed(config: Config, exp_dir: Path, layout: Layout, *, with_validation: 
             },
         },
         "explorer": {
-            "runner_per_model": max(1, min(r.max_env_worker, 128) // layout.engine_num),
-            "max_repeat_times_per_runner": 1,
+            "runner_per_model": runners_per_engine(r.max_env_worker, r.num_repeat, layout.engine_num),
             "max_timeout": 3600,
             "eval_interval": tc.test_freq,
             "eval_on_startup": tc.val_before_train,
@@ -265,7 +275,15 @@ def _recompute(config: Config, data: dict, user: dict) -> None:
         )
     if dotted_get(user, "explorer.runner_per_model") is None:
         engines = int(data["explorer"]["rollout_model"].get("engine_num", 1) or 1)
-        data["explorer"]["runner_per_model"] = max(1, min(r.max_env_worker, 128) // engines)
+        repeats = int(data["algorithm"]["repeat_times"])
+        data["explorer"]["runner_per_model"] = runners_per_engine(r.max_env_worker, repeats, engines)
+
+
+def runners_per_engine(max_env_worker: int, repeat_times: int, engines: int) -> int:
+    """Workflow runners per rollout engine: enough whole groups for ``max_env_worker`` rollouts in flight,
+    at most ``MAX_RUNNERS`` in all (each is a Ray actor with a slow start), at least one per engine."""
+    groups = -(-max_env_worker // max(1, repeat_times))
+    return max(1, min(groups, MAX_RUNNERS) // max(1, engines))
 
 
 def trainer_gpus(data: dict) -> int:

@@ -1,8 +1,9 @@
 """astuner's workflow as a Trinity-RFT 0.6.0 ``Workflow`` (registered as ``astuner_workflow``).
 
 One Trinity task is one astuner task. Trinity's runner hands the workflow the task's repeat count
-and the index of its first run (``can_repeat``: with ``explorer.max_repeat_times_per_runner: 1``
-each runner gets one run; without it, one runner gets the whole group). For every run the workflow
+and the index of its first run (``can_repeat``; astuner's translation leaves
+``explorer.max_repeat_times_per_runner`` unset, so one runner gets the whole group and its rollouts
+run concurrently here). For every run the workflow
 calls ``Rollouts.run(task, run_index)`` — the same code the debug backbone runs: the user's
 AgentScope workflow with astuner's model proxy, the judge, bad-case checks, token-exact samples —
 with the proxy's engine bound to Trinity's rollout model (``TrinityEngine``) and sampling from the
