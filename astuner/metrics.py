@@ -1,27 +1,27 @@
-"""The training metrics of a run: ``metrics.jsonl``, the curve PNG, and optional experiment trackers.
+"""The training metrics of a run: ``metrics.jsonl``, the curve PNG, and the experiment trackers.
 
 ``MetricsLogger(exp_dir).log(step, {...})`` appends one JSON line per step to
 ``<exp_dir>/metrics.jsonl`` — ``step``, ``time`` (Unix seconds) and the step's scalar metrics — and
 redraws ``<exp_dir>/training_curve.png`` every ``plot_every`` steps and when it is closed. The file
 is opened, appended and closed on every step, so a crash loses at most the step being written and
-the log viewer can read the file while the run goes on.
+the log viewer can read the file while the run goes on. The curve is a grid of panels, one per
+scale (rates, reward, response length, loss, KL, grad norm, time; ``astuner.tracking.curves``).
 
-Metric names the curve knows (a backbone should log these; anything else is still written):
-``reward_mean``; ``success_rate``; ``bad_case/<name>`` and ``madness/<name>`` as the fraction of the
-step's rollouts with that flag; and validation metrics prefixed ``val/`` (``val/reward_mean``,
-``val/success_rate`` share the training panels, the other ``val/*`` keys get their own).
-
-Trackers (``trainer_common.logger``): ``none`` (default: local files only), ``tensorboard`` (event
-files under ``<exp_dir>/tensorboard``, local), ``wandb`` and ``swanlab``. The tracker package is
-imported only when it is configured and none is a dependency of astuner. wandb and swanlab upload
-to their cloud services by default, so they are never used unless configured explicitly; their own
-environment variables (``WANDB_MODE=offline``, ``SWANLAB_MODE=local``) keep them on this machine.
-Under CI (``CI`` set) this module prints nothing and asks wandb to be silent (``WANDB_SILENT``).
+Trackers (``trainer_common.logger``): none (default: local files only), or any of
+``tensorboard``, ``wandb``, ``swanlab`` and ``mlflow`` at once (``astuner.tracking.sinks`` says
+what each writes and where). Each gets every step's scalars and, from ``log_table``, a table of
+validation completions. A configured tracker whose package is missing raises
+``TrackerUnavailable`` before anything is created (``astuner.tracking.names.check_trackers`` is the
+same check without a logger). A run that resumes (``resume_step``) continues the tracker runs whose
+ids ``<exp_dir>/tracker_ids.json`` holds. Tracker packages are imported only when configured and
+none is a dependency of astuner. wandb and swanlab upload to their cloud services by default, so
+they are never used unless configured; their own environment variables (``WANDB_MODE=offline``,
+``SWANLAB_MODE=local``) keep them on this machine.
 
 Not guaranteed: non-scalar values are dropped (with a warning naming the key, once per key);
-non-finite numbers are written as ``null``; a failing curve redraw (matplotlib missing, a full
-disk) warns and never stops training; a step logged twice (a resumed run) is plotted with its
-last value. swanlab's own console output is not silenced.
+non-finite numbers are written as ``null`` and not sent to trackers; a failing curve redraw
+(matplotlib missing, a full disk) or table warns and never stops training, while a tracker that
+fails to take scalars raises (as its own client does).
 """
 
 from __future__ import annotations
@@ -32,17 +32,27 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from astuner.tracking.curves import build_figure, save_png
+from astuner.tracking.names import TRACKERS, TrackerUnavailable, check_trackers, tracker_names
+from astuner.tracking.run_ids import RunIds
+from astuner.tracking.sinks import Sink, SinkContext, build_sinks
+from astuner.tracking.table import CompletionRow
+
+if TYPE_CHECKING:
+    from astuner.config.schema import Config
+
+__all__ = [
+    "CURVE_FILE", "METRICS_FILE", "TRACKERS", "MetricsLogger", "TrackerUnavailable", "plot_curves", "read_metrics",
+]
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "training_curve.png"
-TRACKERS = ("none", "console", "tensorboard", "wandb", "swanlab")
-
-
-class TrackerUnavailable(RuntimeError):
-    """A configured tracker whose package is not installed."""
+TABLE_KEY = "val/completions"
+"""The name under which validation tables reach the trackers."""
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -62,80 +72,17 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def plot_curves(metrics_path: Path, png_path: Path | IO[bytes], title: str | None = None) -> Path | IO[bytes]:
-    """Draw reward, success rate, bad-case rates and validation metrics against step into a PNG.
+    """Draw a ``metrics.jsonl`` as the multi-panel curve (``astuner.tracking.curves``) into a PNG.
 
-    One panel per group that has data. ``png_path`` may be a binary file object (the viewer renders
-    into memory); a path is written atomically (temporary file, then rename) so a reader never sees
-    half a PNG. Raises ``ValueError`` when the file has no row with a step.
+    ``png_path`` may be a binary file object (the viewer renders into memory); a path is written
+    atomically (temporary file, then rename) so a reader never sees half a PNG. Raises
+    ``ValueError`` when the file has no row with a step, or no metric the curve draws.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    series = _series(read_metrics(Path(metrics_path)))
-    if not series:
-        raise ValueError(f"{metrics_path}: no rows with a step to plot")
-    panels = _panels(series)
-    ncols = min(2, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(6.4 * ncols, 3.6 * nrows), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    last = max(step for points in series.values() for step, _ in points)
-    fig.suptitle(f"{title or Path(metrics_path).parent.name} (step {last})", fontsize=11)
-    for i, (name, keys, unit_range) in enumerate(panels):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        for key in keys:
-            steps, values = zip(*series[key])
-            sparse = key.startswith("val/") or len(steps) < 20
-            ax.plot(steps, values, marker="o" if sparse else None, markersize=3, linewidth=1.4, label=key)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        if unit_range:
-            ax.set_ylim(-0.03, 1.03)
-        ax.legend(fontsize=7, loc="best")
-    if isinstance(png_path, (str, Path)):
-        target = Path(png_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, target)
-        return target
-    fig.savefig(png_path, format="png")
-    return png_path
-
-
-def _series(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
-    by_step: dict[float, dict[str, Any]] = {}
-    for row in rows:
-        step = row.get("step")
-        if isinstance(step, (int, float)) and not isinstance(step, bool):
-            by_step.setdefault(step, {}).update(row)
-    series: dict[str, list[tuple[float, float]]] = {}
-    for step in sorted(by_step):
-        for key, value in by_step[step].items():
-            if key in ("step", "time") or not _is_number(value):
-                continue
-            series.setdefault(key, []).append((step, float(value)))
-    return series
-
-
-def _panels(series: dict[str, list]) -> list[tuple[str, list[str], bool]]:
-    """(title, keys, values are rates in [0, 1]) for each panel that has data."""
-    keys = sorted(series)
-    groups = [
-        ("reward (mean)", [k for k in ("reward_mean", "val/reward_mean") if k in series], False),
-        ("success rate", [k for k in ("success_rate", "val/success_rate") if k in series], True),
-        ("bad cases (fraction of rollouts)", [k for k in keys if k.startswith(("bad_case/", "madness/"))], False),
-        ("validation", [k for k in keys if k.startswith("val/") and k not in ("val/reward_mean", "val/success_rate")],
-         False),
-    ]
-    return [g for g in groups if g[1]]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        fig = build_figure(read_metrics(Path(metrics_path)), title or Path(metrics_path).parent.name)
+    except ValueError as exc:
+        raise ValueError(f"{metrics_path}: {exc}") from None
+    return save_png(fig, png_path)
 
 
 def _scalar(value: Any) -> tuple[bool, Any]:
@@ -159,13 +106,15 @@ def _quiet() -> bool:
 
 
 class MetricsLogger:
-    """Appends one line per training step to ``metrics.jsonl``; redraws the curve; feeds a tracker.
+    """Appends one line per training step to ``metrics.jsonl``; redraws the curve; feeds the trackers.
 
-    ``tracker`` is ``trainer_common.logger``: ``none``/``console`` (no tracker), ``tensorboard``,
-    ``wandb`` or ``swanlab``; a configured tracker whose package is missing raises
-    ``TrackerUnavailable`` here, at the start of the run, not after hours of training. ``echo``
-    prints a one-line step summary to stdout; by default only when stderr is not a terminal (where
-    a backbone's progress bar is off, e.g. a cluster job's log file) and ``CI`` is not set.
+    ``tracker`` is ``trainer_common.logger``: ``none``, one tracker name or several; ``console``
+    adds nothing. An unknown name raises ``ValueError``, a missing package ``TrackerUnavailable``,
+    both before the folder or any tracker run is created. ``resume_step`` (the checkpoint step a
+    resumed run continues after; None for a new run) makes the trackers continue their stored
+    runs. ``echo`` prints a one-line step summary to stdout; by default only when stderr is not a
+    terminal (where a backbone's progress bar is off, e.g. a cluster job's log file) and ``CI`` is
+    not set: the console always logs.
     """
 
     def __init__(
@@ -173,14 +122,17 @@ class MetricsLogger:
         exp_dir: Path,
         *,
         plot_every: int = 5,
-        tracker: str = "none",
+        tracker: str | Sequence[str] = "none",
         project: str = "astuner",
         run_name: str | None = None,
         config: Mapping[str, Any] | None = None,
         echo: bool | None = None,
+        resume_step: int | None = None,
     ) -> None:
         if plot_every < 1:
             raise ValueError(f"plot_every must be >= 1, got {plot_every}")
+        names = tracker_names(tracker)
+        check_trackers(names)
         self.exp_dir = Path(exp_dir)
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.exp_dir / METRICS_FILE
@@ -190,12 +142,19 @@ class MetricsLogger:
         self._steps_since_plot = 0
         self._warned: set[str] = set()
         self._closed = False
-        self._sink = _make_sink(tracker, self.exp_dir, project, run_name or self.exp_dir.name, dict(config or {}))
+        context = SinkContext(
+            exp_dir=self.exp_dir, project=project, run_name=run_name or self.exp_dir.name,
+            run_ids=RunIds(self.exp_dir, resume=resume_step is not None), resume_step=resume_step,
+            config=dict(config or {}),
+        )
+        self.sinks: list[Sink] = build_sinks(names, context)
 
     @classmethod
-    def from_config(cls, config: Any, exp_dir: Path, **kwargs: Any) -> "MetricsLogger":
-        """A logger set up from a loaded ``Config``: tracker, project, run name and ``logview.plot_every``."""
+    def from_config(cls, config: Config, exp_dir: Path, **kwargs: Any) -> MetricsLogger:
+        """A logger set up from a loaded ``Config``: trackers, project, run name, ``logview.plot_every``;
+        the trackers that keep a config are given the ``astuner`` settings."""
         a = config.astuner
+        kwargs.setdefault("config", a.model_dump(mode="json"))
         return cls(
             exp_dir,
             plot_every=a.logview.plot_every,
@@ -222,14 +181,31 @@ class MetricsLogger:
                 warnings.warn(f"metrics: {key!r} is not a scalar ({type(value).__name__}); not logged", stacklevel=2)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        if self._sink is not None:
-            self._sink.log({k: v for k, v in row.items() if k not in ("step", "time") and v is not None}, row["step"])
+        scalars = {k: v for k, v in row.items() if k not in ("step", "time") and v is not None}
+        for sink in self.sinks:
+            sink.log(scalars, row["step"])
         if self.echo:
             print(_echo_line(row), flush=True)
         self._steps_since_plot += 1
         if self._steps_since_plot >= self.plot_every:
             self.plot()
         return row
+
+    def log_table(self, step: int, rows: Sequence[CompletionRow], key: str = TABLE_KEY) -> None:
+        """Send a validation's completions table (``astuner.tracking.table.completion_rows``) to every
+        tracker; a tracker that fails warns (once) and training goes on. Nothing is written locally:
+        ``rollouts/val_step_*.jsonl`` holds every rollout in full."""
+        if self._closed:
+            raise RuntimeError("MetricsLogger.log_table after close()")
+        if not rows:
+            return
+        for sink in self.sinks:
+            try:
+                sink.log_table(key, rows, int(step))
+            except Exception as exc:  # a table is a view; it must never stop a training run
+                if f"table:{sink.name}" not in self._warned:
+                    self._warned.add(f"table:{sink.name}")
+                    warnings.warn(f"metrics: {sink.name} table not logged: {exc}", stacklevel=2)
 
     def plot(self) -> Path | None:
         """Redraw the curve now; None (with a warning) when it could not be drawn."""
@@ -245,19 +221,25 @@ class MetricsLogger:
             return None
 
     def close(self) -> None:
-        """Draw the final curve and close the tracker; calling it again does nothing."""
+        """Draw the final curve and close the trackers; calling it again does nothing."""
         if self._closed:
             return
         self._closed = True
         if self._steps_since_plot:
             self.plot()
-        if self._sink is not None:
-            self._sink.close()
+        errors = []
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # close the others first, then report the first failure
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
-    def __enter__(self) -> "MetricsLogger":
+    def __enter__(self) -> MetricsLogger:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -265,78 +247,6 @@ def _echo_line(row: dict[str, Any]) -> str:
     keys = ["reward_mean", "success_rate", "val/reward_mean", "val/success_rate"]
     parts = [f"{k} {row[k]:.3f}" for k in keys if isinstance(row.get(k), (int, float))]
     return " | ".join([f"step {row['step']}", *parts])
-
-
-class _TensorBoardSink:
-    def __init__(self, log_dir: Path) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            try:
-                from tensorboardX import SummaryWriter
-            except ImportError:
-                raise TrackerUnavailable(
-                    "trainer_common.logger=tensorboard needs the tensorboard package (pip install tensorboard)"
-                ) from None
-        self._writer = SummaryWriter(log_dir=str(log_dir))
-
-    def log(self, scalars: dict[str, Any], step: int) -> None:
-        for key, value in scalars.items():
-            self._writer.add_scalar(key, value, step)
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-class _WandbSink:
-    def __init__(self, exp_dir: Path, project: str, run_name: str, config: dict[str, Any]) -> None:
-        if _quiet():
-            os.environ.setdefault("WANDB_SILENT", "true")
-        try:
-            import wandb
-        except ImportError:
-            raise TrackerUnavailable("trainer_common.logger=wandb needs the wandb package (pip install wandb)") from None
-        self._run = wandb.init(project=project, name=run_name, dir=str(exp_dir), config=config)
-
-    def log(self, scalars: dict[str, Any], step: int) -> None:
-        self._run.log(scalars, step=step)
-
-    def close(self) -> None:
-        self._run.finish()
-
-
-class _SwanlabSink:
-    def __init__(self, exp_dir: Path, project: str, run_name: str, config: dict[str, Any]) -> None:
-        try:
-            import swanlab
-        except ImportError:
-            raise TrackerUnavailable(
-                "trainer_common.logger=swanlab needs the swanlab package (pip install swanlab)"
-            ) from None
-        logdir = exp_dir / "swanlog"
-        logdir.mkdir(parents=True, exist_ok=True)
-        self._swanlab = swanlab
-        swanlab.init(project=project, experiment_name=run_name, logdir=str(logdir), config=config)
-
-    def log(self, scalars: dict[str, Any], step: int) -> None:
-        self._swanlab.log(scalars, step=step)
-
-    def close(self) -> None:
-        self._swanlab.finish()
-
-
-def _make_sink(name: str, exp_dir: Path, project: str, run_name: str, config: dict[str, Any]) -> Any:
-    name = (name or "none").strip().lower()
-    if name in ("none", "console"):
-        return None
-    if name == "tensorboard":
-        return _TensorBoardSink(exp_dir / "tensorboard")
-    if name == "wandb":
-        return _WandbSink(exp_dir, project, run_name, config)
-    if name == "swanlab":
-        return _SwanlabSink(exp_dir, project, run_name, config)
-    raise ValueError(f"trainer_common.logger: unknown tracker {name!r} (choose from {', '.join(TRACKERS)})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,7 +98,7 @@ def test_plot_curves_draws_every_group_as_a_real_png(tmp_path):
     out = plot_curves(metrics, tmp_path / "curve.png")
     assert out == tmp_path / "curve.png"
     width, height = png_size(out)
-    assert width >= 1200 and height >= 700  # two columns, two rows: reward, success, bad cases, validation
+    assert width >= 1200 and height >= 600  # two columns, two rows: success, bad cases, reward, validation (other)
     only_reward = tmp_path / "reward_only.jsonl"
     only_reward.write_text("".join(json.dumps({"step": s, "reward_mean": s}) + "\n" for s in range(3)))
     assert png_size(plot_curves(only_reward, tmp_path / "one.png"))[0] < width
@@ -113,10 +113,10 @@ def test_plot_curves_needs_rows(tmp_path):
 
 
 def test_repeated_steps_keep_the_last_value(tmp_path):
-    from astuner.metrics import _series
+    from astuner.tracking.curves import series
 
     rows = [{"step": 1, "reward_mean": 0.1}, {"step": 2, "reward_mean": 0.2}, {"step": 2, "reward_mean": 0.9}]
-    assert _series(rows)["reward_mean"] == [(1, 0.1), (2, 0.9)]
+    assert series(rows)["reward_mean"] == [(1, 0.1), (2, 0.9)]
 
 
 def test_read_metrics_skips_garbage(tmp_path):
@@ -161,9 +161,10 @@ def test_no_tracker_is_imported_unless_configured(tmp_path, monkeypatch):
 def test_a_configured_tracker_that_is_missing_fails_at_start(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)
     with pytest.raises(TrackerUnavailable, match="pip install wandb"):
-        MetricsLogger(tmp_path, tracker="wandb")
-    with pytest.raises(ValueError, match="unknown tracker 'mlflow'"):
-        MetricsLogger(tmp_path, tracker="mlflow")
+        MetricsLogger(tmp_path / "run", tracker="wandb")
+    with pytest.raises(ValueError, match="unknown tracker 'comet'"):
+        MetricsLogger(tmp_path / "run", tracker="comet")
+    assert not (tmp_path / "run").exists()  # nothing created before the trackers are known to work
 
 
 def test_wandb_sink_gets_the_scalars_and_is_silent_under_ci(tmp_path, monkeypatch):
@@ -184,7 +185,11 @@ def test_wandb_sink_gets_the_scalars_and_is_silent_under_ci(tmp_path, monkeypatc
     with MetricsLogger(tmp_path, tracker="wandb", project="p", run_name="r", plot_every=100) as log:
         log.log(3, {"reward_mean": 0.5, "loss": float("inf")})
     assert os.environ["WANDB_SILENT"] == "true"
-    assert calls[0] == ("init", {"project": "p", "name": "r", "dir": str(tmp_path), "config": {}})
+    init = calls[0][1]
+    assert {k: init[k] for k in ("project", "name", "dir", "config", "resume")} == {
+        "project": "p", "name": "r", "dir": str(tmp_path), "config": {}, "resume": "allow",
+    }
+    assert json.loads((tmp_path / "tracker_ids.json").read_text()) == {"wandb": init["id"]}
     assert calls[1] == ("log", {"reward_mean": 0.5}, 3)
     assert calls[-1] == ("finish",)
 
@@ -233,4 +238,4 @@ def test_from_config_reads_tracker_project_and_plot_every(tmp_path):
         "  trainer_common:\n    logger: [console]\n  logview:\n    plot_every: 7\n"
     )
     log = MetricsLogger.from_config(load_config(conf), tmp_path / "exp1", echo=False)
-    assert log.plot_every == 7 and log._sink is None and log.path == tmp_path / "exp1" / METRICS_FILE
+    assert log.plot_every == 7 and log.sinks == [] and log.path == tmp_path / "exp1" / METRICS_FILE

@@ -14,12 +14,17 @@ recorded), ``summary.json`` and the printed summary cover the rollouts that ende
 run stopped (``stopped_by``), and the exception goes on to the CLI (exit 130 for Ctrl-C, 143 for
 SIGTERM). Not guaranteed: a second Ctrl-C or SIGTERM during that cleanup, or SIGKILL, skips the
 summary (the rollouts file still holds every line appended before).
+
+After the summary it draws ``debug_summary.png`` (rates, reward and response-length histograms of
+the rollouts that ended; ``astuner.tracking.summary_plot``) and prints the log viewer's command
+for the run; the debug backbone feeds no tracker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +39,7 @@ from astuner.interrupt import Terminated, sigterm_raises
 from astuner.rollout import RolloutResult, Rollouts, summarize
 from astuner.schema import Task
 from astuner.task_reader import build_task_reader
+from astuner.tracking.summary_plot import SUMMARY_PNG, plot_summary
 
 MAX_LISTED_FAILURES = 20
 """Failed rollouts listed by id in the summary (all are counted; every error is in the rollouts file)."""
@@ -83,6 +89,7 @@ def run_debug(config: Config, exp_dir: Path) -> dict[str, Any]:
                 summary = _summary(config, tasks, ended, stopped_by)
                 write_json(exp_dir / "summary.json", summary)
                 _print_summary(summary, ended, log.path)
+                _plot_and_point_to_viewer(exp_dir, summary, ended)
     finally:
         runtime.close()
     return summary
@@ -157,3 +164,19 @@ def _print_summary(summary: dict[str, Any], results: list[RolloutResult], rollou
         first = failures[0].rollout_id
         print(f"{len(failures)} rollout(s) failed ({ids}{more}); first error ({first}):", file=sys.stderr)
         print(failures[0].error, file=sys.stderr, flush=True)
+
+
+def _plot_and_point_to_viewer(exp_dir: Path, summary: dict[str, Any], results: list[RolloutResult]) -> None:
+    """Draw ``debug_summary.png`` (rates, reward and length histograms) and print how to browse the run.
+
+    A plot that cannot be drawn (matplotlib missing, no rollout ended) is a one-line note, never an error.
+    """
+    ok = [r for r in results if r.error is None]
+    try:
+        png = plot_summary(
+            summary, [r.reward for r in ok], [r.stats.generated_tokens for r in ok], exp_dir / SUMMARY_PNG, exp_dir.name
+        )
+        print(f"plot: {png}")
+    except Exception as exc:  # a plot must never fail the run
+        print(f"plot: not drawn ({_first_line(str(exc)) or type(exc).__name__})", file=sys.stderr)
+    print(f"viewer: python -m astuner.logview --exp-dir {shlex.quote(str(exp_dir))}", flush=True)

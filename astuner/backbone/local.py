@@ -42,6 +42,8 @@ from astuner.metrics import MetricsLogger
 from astuner.rollout import RolloutResult, summarize
 from astuner.schema import Task
 from astuner.task_reader import build_task_reader
+from astuner.tracking.names import TrackerUnavailable, check_trackers
+from astuner.tracking.table import completion_rows
 
 def run(config: Any, exp_dir: Path, args: Any = None) -> int:
     a = config.astuner
@@ -55,6 +57,10 @@ def run(config: Any, exp_dir: Path, args: Any = None) -> int:
             "astuner.rollout.engine.type: 'vllm' with local.lora_rank > 0 is not supported "
             "(the server is given full saved weights after each update); use 'transformers' for LoRA"
         )
+    try:
+        check_trackers(a.trainer_common.logger)
+    except TrackerUnavailable as exc:
+        raise SetupError(str(exc)) from None
     # SIGTERM raises Terminated (a SystemExit), so the loop's cleanup runs (metrics closed, sandboxes
     # and a vLLM server stopped) and the CLI exits 143; finished steps are already on disk.
     with sigterm_raises():
@@ -168,7 +174,8 @@ class LocalTrainer:
             step, cursor = state["step"], state["cursor"]
             print(f"astuner: resuming {self.exp_dir.name} from step {step} ({self.resume_from})")
         _drop_metrics_after(self.exp_dir / "metrics.jsonl", step)
-        metrics = MetricsLogger.from_config(self.config, self.exp_dir)
+        resume_step = step if self.resume_from else None
+        self.metrics = metrics = MetricsLogger.from_config(self.config, self.exp_dir, resume_step=resume_step)
         quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
         bar = tqdm(total=self.total_steps, initial=step, desc="steps", unit="step", disable=quiet)
         try:
@@ -280,6 +287,7 @@ class LocalTrainer:
         val.seed_salt = -step - 1
         results = _roll_out(val, self.val_tasks, vk.num_repeat, self.config.astuner.rollout.max_env_worker)
         write_rollouts(self.exp_dir / "rollouts" / f"val_step_{step:06d}.jsonl", results, self.tokenizer)
+        self.metrics.log_table(step, completion_rows(results))
         return {f"val/{k}": v for k, v in _rollout_metrics(results).items()}
 
 

@@ -16,6 +16,7 @@ from astuner.config.base import StrictModel
 from astuner.config.schema_local import LocalConfig
 from astuner.config.schema_rollout import RolloutConfig
 from astuner.config.schema_task import TaskJudgeConfig, TaskReaderConfig
+from astuner.tracking.names import normalize_logger
 
 _TRAINER_ONLY = "accepted for compatibility; not used by astuner's backbones (verl-only upstream)"
 
@@ -181,12 +182,16 @@ class TrainerCommonConfig(StrictModel):
             "the GPUs this machine's CUDA sees when the run starts (on a multi-node cluster, the head node's)."
         ),
     )
-    logger: str = Field(
+    logger: str | list[str] = Field(
         "none",
         description=(
-            "Experiment tracker: 'none' (local files only), 'tensorboard', 'wandb', 'swanlab', ... (Trinity: "
-            "monitor.monitor_type, 'none' meaning tensorboard); the local backbone feeds it besides metrics.jsonl; the "
-            "debug backbone only writes local files."
+            "Experiment trackers the local backbone feeds besides metrics.jsonl: 'none' (local files only), one of "
+            "'tensorboard' (<exp>/tensorboard), 'wandb', 'swanlab', 'mlflow', or a list of them such as "
+            "[tensorboard, wandb]; 'console' is accepted and dropped (the console always logs). A tracker whose "
+            "package is missing is a one-line error before the model loads; a resumed run continues the same tracker "
+            "runs (ids in <exp>/tracker_ids.json); each validation sends a table of completions "
+            "(docs/metrics.md#trackers). Trinity: monitor.monitor_type, the first tracker ('none' meaning tensorboard). "
+            "The debug backbone only writes local files."
         ),
     )
     algorithm: AlgorithmConfig = Field(
@@ -238,12 +243,10 @@ class TrainerCommonConfig(StrictModel):
 
     @field_validator("logger", mode="before")
     @classmethod
-    def _logger_from_list(cls, value: Any) -> Any:
-        """Seed-era configs give a list such as [console, swanlab]; the console always logs, so keep the other one."""
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            others = [v for v in value if v != "console"]
-            return others[0] if others else "none"
-        return value
+    def _logger_names(cls, value: Any) -> str | list[str]:
+        """One stored form: 'none', one name, or a list of two or more (seed-era [console, swanlab] gives
+        'swanlab': the console always logs); an unknown name is an error here, before a run starts."""
+        return normalize_logger(value)
 
 
 class ContextTrackerConfig(StrictModel):

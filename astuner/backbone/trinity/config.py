@@ -15,7 +15,8 @@
    trainer_common.save_freq                        trainer.save_interval
    trainer_common.ulysses_sequence_parallel_size   trainer.ulysses_sequence_parallel_size
    trainer_common.optim.lr                         algorithm.optimizer.lr
-   trainer_common.logger                           monitor.monitor_type ('none' → 'tensorboard')
+   trainer_common.logger                           monitor.monitor_type (the first tracker of a list;
+                                                   'none' → 'tensorboard')
    trainer_common.checkpoint_base_dir              checkpoint_root_dir (made absolute)
    trainer_common.use_kl_loss / kl_loss_type /     algorithm.kl_loss_fn ('none' when off) /
    kl_loss_coef                                    algorithm.kl_loss_fn_args.kl_coef
@@ -104,6 +105,7 @@ from astuner.backbone.trinity.layout import (
     plan_layout,
 )
 from astuner.config.schema import Config
+from astuner.tracking.names import trinity_monitor
 
 WORKFLOW_NAME = "astuner_workflow"
 READER_NAME = "astuner"
@@ -157,7 +159,7 @@ def computed(config: Config, exp_dir: Path, layout: Layout, *, with_validation: 
     r, d, tc = a.rollout, a.data, a.trainer_common
     backup = str(Path(exp_dir).resolve() / BACKUP_NAME)
     launch_dir = launch_dir or os.getcwd()
-    monitor = tc.logger if tc.logger and tc.logger != "none" else "tensorboard"
+    monitor = trinity_monitor(tc.logger)
     kl_fn = tc.kl_loss_type if tc.use_kl_loss else "none"
     env_vars = {CONFIG_ENV: backup, LAUNCH_DIR_ENV: launch_dir, "TRINITY_PLUGIN_DIRS": str(PLUGIN_DIR)}
     taskset = {
