@@ -324,7 +324,8 @@ class PythonToolConfig(StrictModel):
         description=(
             "execute_python_code: size in MiB of the private tmpfs /tmp (and /var/tmp, /dev/shm) holding the code's "
             "scratch dir; it is RAM, not counted in memory_mb. Without a mount namespace (non-root 'process' "
-            "fallback without user namespaces) the scratch dir is on the host's disk and this cap does not apply."
+            "fallback without user namespaces) the scratch dir is on the host's disk and its size is checked every "
+            "0.05 s instead (the code is killed once over: a soft cap)."
         ),
     )
     pool_size: int = Field(
