@@ -109,12 +109,12 @@ class MetricsLogger:
     """Appends one line per training step to ``metrics.jsonl``; redraws the curve; feeds the trackers.
 
     ``tracker`` is ``trainer_common.logger``: ``none``, one tracker name or several; ``console``
-    adds nothing. An unknown name raises ``ValueError``, a missing package ``TrackerUnavailable``,
-    both before the folder or any tracker run is created. ``resume_step`` (the checkpoint step a
-    resumed run continues after; None for a new run) makes the trackers continue their stored
-    runs. ``echo`` prints a one-line step summary to stdout; by default only when stderr is not a
-    terminal (where a backbone's progress bar is off, e.g. a cluster job's log file) and ``CI`` is
-    not set: the console always logs.
+    adds nothing (the console already has the progress bar, or ``echo``). An unknown name raises
+    ``ValueError``, a missing package ``TrackerUnavailable``, both before the folder or any tracker
+    run is created. ``resume_step`` (the checkpoint step a resumed run continues after; None for a
+    new run) makes the trackers continue their stored runs. ``echo`` prints a one-line step summary
+    to stdout; by default only when stderr is not a terminal (where a backbone's progress bar is
+    off, e.g. a cluster job's log file) and ``CI`` is not set.
     """
 
     def __init__(

@@ -44,6 +44,8 @@ def check_config(conf: Path, overrides: Sequence[str], backbone: str) -> LoadedC
     """Load ``conf`` for a run and check everything it names; raises ``ConfigError``."""
     loaded = load_config_for_run(conf, overrides, backbone=backbone)
     _check_light(loaded)
+    if backbone == "local":
+        _check_trackers(loaded)
     _check_remote(loaded)
     _check_classes(loaded)
     return loaded
@@ -72,6 +74,16 @@ def _check_light(loaded: LoadedConfig) -> None:
             load_script(Path(a.rollout.engine.scripted.path))
         except EngineError as exc:
             raise _error(loaded, key, str(exc)) from None
+
+
+def _check_trackers(loaded: LoadedConfig) -> None:
+    """The local backbone feeds every tracker listed in ``trainer_common.logger``: each must be installed."""
+    from astuner.tracking.names import TrackerUnavailable, check_trackers
+
+    try:
+        check_trackers(loaded.config.astuner.trainer_common.logger)
+    except TrackerUnavailable as exc:
+        raise _error(loaded, ("trainer_common", "logger"), str(exc).removeprefix("trainer_common.logger: ")) from None
 
 
 def _check_remote(loaded: LoadedConfig) -> None:

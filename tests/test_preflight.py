@@ -192,3 +192,18 @@ def test_an_env_service_that_does_not_answer_is_reported_before_anything_is_crea
     assert f"astuner.task_reader.env_service.env_url: nothing answers at http://127.0.0.1:{port}" in err
     assert "start the environment service first" in err
     assert not (tmp_path / "exp").exists()
+
+
+def test_a_tracker_that_is_not_installed_is_reported_before_anything_is_created(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("swanlab") is not None:
+        pytest.skip("swanlab is installed here")
+    conf = make_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code = main(["--conf", str(conf), "--backbone=local", "--exp-dir", str(tmp_path / "exp"),
+                 "astuner.trainer_common.logger=swanlab"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "astuner.trainer_common.logger: 'swanlab' needs the swanlab package (pip install swanlab)" in err
+    assert not (tmp_path / "exp").exists()

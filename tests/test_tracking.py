@@ -58,7 +58,8 @@ def test_the_config_accepts_a_list_and_rejects_an_unknown_tracker_with_its_key(t
     conf = tmp_path / "c.yaml"
     conf.write_text("astuner:\n  trainer_common:\n    logger: [tensorboard, wandb]\n")
     assert load_config(conf).astuner.trainer_common.logger == ["tensorboard", "wandb"]
-    assert load_config(conf, ["astuner.trainer_common.logger=[console, mlflow]"]).astuner.trainer_common.logger == "mlflow"
+    overridden = load_config(conf, ["astuner.trainer_common.logger=[console, mlflow]"])
+    assert overridden.astuner.trainer_common.logger == "mlflow"
     conf.write_text("astuner:\n  trainer_common:\n    logger: [tensorboard, comet]\n")
     with pytest.raises(ConfigError) as caught:
         load_config(conf)

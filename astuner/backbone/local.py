@@ -175,7 +175,11 @@ class LocalTrainer:
             print(f"astuner: resuming {self.exp_dir.name} from step {step} ({self.resume_from})")
         _drop_metrics_after(self.exp_dir / "metrics.jsonl", step)
         resume_step = step if self.resume_from else None
-        self.metrics = metrics = MetricsLogger.from_config(self.config, self.exp_dir, resume_step=resume_step)
+        try:
+            self.metrics = metrics = MetricsLogger.from_config(self.config, self.exp_dir, resume_step=resume_step)
+        except BaseException:
+            runtime.close()  # a tracker that fails to start must not leave the engine and sandbox pool running
+            raise
         quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
         bar = tqdm(total=self.total_steps, initial=step, desc="steps", unit="step", disable=quiet)
         try:

@@ -355,7 +355,7 @@ class LogviewConfig(StrictModel):
         5, ge=1,
         description=(
             "Redraw <experiment dir>/training_curve.png from metrics.jsonl every this many training steps and at the end "
-            "of training; the debug backbone logs no steps and draws none."
+            "of training; the debug backbone logs no steps and draws debug_summary.png instead."
         ),
     )
 
