@@ -11,6 +11,8 @@ One instance serves one rollout. Each call
    Otherwise the conversation is rendered afresh and a new *timeline* starts (counted);
 3. refuses over-long prompts without calling the engine (the agent sees upstream's overflow text);
 4. calls the engine with token ids and parses Hermes ``<tool_call>`` blocks into tool-use blocks;
+   a block that does not parse becomes a placeholder call whose tool response, on the next call,
+   says why nothing ran (``astuner/tool_call_answers.py``);
 5. records a ``CallRecord`` (prompt ids, completion ids, logprobs, finish reason).
 
 ``tool_choice`` is honoured when parsing, not by constrained decoding: ``"none"`` returns the
@@ -34,6 +36,7 @@ from agentscope.model._model_usage import ChatUsage
 from astuner.chat_template import ChatTemplate
 from astuner.engine.base import Engine, SamplingParams
 from astuner.schema import CallRecord
+from astuner.tool_call_answers import UNPARSED_CALL_TOOL, answer_unparsed_calls, unparsed_call_message
 from astuner.tool_call_parser import parse_tool_calls
 
 CONTEXT_OVERFLOW_TEXT = "astune_proxy: Exceeded max model context length."
@@ -86,6 +89,7 @@ class ModelTuner(ChatModelBase):
         self.judge_input_dictionary: dict[str, Any] = {}
         self.agentscope_input_dictionary: dict[str, Any] = {}
         self._prev: _Previous | None = None
+        self._unparsed_answers: dict[str, str] = {}
 
     def update_judge_input_dictionary(self, **kwargs: Any) -> None:
         """Add keys (e.g. ``final_answer``) that the judge will read; later calls update, not replace."""
@@ -114,7 +118,7 @@ class ModelTuner(ChatModelBase):
         **kwargs: Any,
     ) -> ChatResponse:
         started = time.monotonic()
-        msgs = normalize_messages(messages)
+        msgs = normalize_messages(answer_unparsed_calls(messages, self._unparsed_answers))
         tools = [dict(t) for t in tools] if tools else None
         if structured_model is not None:
             tools = (tools or []) + [_structured_tool(structured_model)]
@@ -139,11 +143,12 @@ class ModelTuner(ChatModelBase):
         body = ids[:-1] if ids and ids[-1] in self.template.stop_token_ids else ids
         text = self.template.decode(body)
         repaired = False
+        problems: list[str] = []
         if tool_choice == "none":
-            parsed_text, calls, malformed = text.strip(), [], False
+            parsed_text, calls = text.strip(), []
         else:
             parsed = parse_tool_calls(text)
-            parsed_text, calls, malformed, repaired = parsed.text, parsed.tool_calls, parsed.malformed, parsed.repaired
+            parsed_text, calls, problems, repaired = parsed.text, parsed.tool_calls, parsed.problems, parsed.repaired
             if tool_choice not in (None, "auto", "required"):
                 calls = [c for c in calls if c["name"] == tool_choice]
         record = CallRecord(
@@ -157,8 +162,9 @@ class ModelTuner(ChatModelBase):
             messages=msgs,
             tools=tools,
             parsed_tool_calls=calls,
-            malformed_tool_call=malformed,
+            malformed_tool_call=bool(problems),
             repaired_tool_call=repaired,
+            tool_call_problems=problems,
         )
         self.calls.append(record)
         self._prev = _Previous(
@@ -169,7 +175,7 @@ class ModelTuner(ChatModelBase):
             completion_ids=ids,
             assistant=_assistant_message(record),
         )
-        return self._response(record, parsed_text, started)
+        return self._response(record, parsed_text, started, answer_problems=structured_model is None)
 
     def _build_prompt(self, msgs: list[dict], tools: list[dict] | None) -> tuple[list[int], str]:
         prompt_text = self.template.render(msgs, tools, add_generation_prompt=True)
@@ -201,7 +207,9 @@ class ModelTuner(ChatModelBase):
             ids = ids + [turn.end_of_turn_id]
         return ids + self.template.encode(turn.tail_text + prompt_text[len(with_reply):])
 
-    def _response(self, record: CallRecord, text: str, started: float) -> ChatResponse:
+    def _response(self, record: CallRecord, text: str, started: float, *, answer_problems: bool) -> ChatResponse:
+        """The agent's view of ``record``: its text, its calls, and (``answer_problems``: not for a
+        structured-output request) one placeholder call per block that did not parse."""
         blocks: list[Any] = []
         if text:
             blocks.append(TextBlock(type="text", text=text))
@@ -212,6 +220,10 @@ class ModelTuner(ChatModelBase):
             )
             if call["name"] == STRUCTURED_TOOL:
                 metadata = call["arguments"]
+        for problem in record.tool_call_problems if answer_problems else []:
+            call_id = f"call_{uuid.uuid4().hex[:16]}"
+            self._unparsed_answers[call_id] = unparsed_call_message(problem, record.tools)
+            blocks.append(ToolUseBlock(type="tool_use", id=call_id, name=UNPARSED_CALL_TOOL, input={"problem": problem}))
         if not blocks:
             blocks.append(TextBlock(type="text", text=""))
         usage = ChatUsage(

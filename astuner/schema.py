@@ -94,6 +94,9 @@ class CallRecord:
     malformed_tool_call: bool = False
     repaired_tool_call: bool = False
     """The parser accepted a tool call of this completion only after repairing it."""
+    tool_call_problems: list[str] = field(default_factory=list)
+    """Why each malformed block did not parse (``malformed_tool_call`` is true when any); each was
+    answered with a tool message the model can read (``astuner/tool_call_answers.py``)."""
     context_overflow: bool = False
 
     def __post_init__(self) -> None:

@@ -2,8 +2,9 @@
 
 A completion is split into its plain text and its tool calls. Near-JSON (single quotes, trailing
 commas, a missing closing brace) is repaired with ``json_repair``; a block that still does not
-yield ``{"name": str, "arguments": dict}`` is *malformed*: it stays in the text, so the agent sees
-what it wrote, and the caller counts it as a bad case. Parsing never raises on model output and
+yield ``{"name": str, "arguments": dict}`` is *malformed*: it stays in the text, and the parse says
+why in a sentence the model can read (``problems``); ``ModelTuner`` answers each one with a tool
+message and the judge counts it as a bad case. Parsing never raises on model output and
 its time is bounded (property-tested with hypothesis in ``tests/test_tool_call_parser.py``):
 
 * a block nested deeper than ``MAX_DEPTH`` brackets is malformed without being parsed (a deeply
@@ -33,32 +34,41 @@ MAX_DEPTH = 64
 """Deepest ``{``/``[`` nesting (outside strings) a tool-call block may have; deeper is malformed."""
 MAX_REPAIR_CHARS = 4096
 """Characters of one completion's invalid JSON that may be handed to ``json_repair`` in all."""
+STRAY_CLOSING_TAG = "a </tool_call> closing tag has no opening <tool_call>"
 
 
 @dataclass
 class ParsedCompletion:
     text: str
     tool_calls: list[dict] = field(default_factory=list)
-    malformed: bool = False
+    problems: list[str] = field(default_factory=list)
+    """Why each malformed block (or a stray closing tag) could not become a call, one short clause
+    each, in the order written."""
     repaired: bool = False
     """A call was accepted only after a repair: near-JSON fixed by ``json_repair``, arguments given
     as a JSON string or as ``parameters``, or a block without its closing tag."""
+
+    @property
+    def malformed(self) -> bool:
+        return bool(self.problems)
 
 
 def parse_tool_calls(completion: str) -> ParsedCompletion:
     """Split ``completion`` into text and well-formed tool calls (``{"name", "arguments"}``)."""
     if "<tool_call>" not in completion:
-        return ParsedCompletion(completion.strip(), malformed="</tool_call>" in completion)
+        stray = [STRAY_CLOSING_TAG] if "</tool_call>" in completion else []
+        return ParsedCompletion(completion.strip(), problems=stray)
     calls: list[dict] = []
     kept: list[str] = []
-    malformed = repaired = False
+    problems: list[str] = []
+    repaired = False
     budget = _RepairBudget(MAX_REPAIR_CHARS)
     pos = 0
     for m in _BLOCK.finditer(completion):
         kept.append(completion[pos:m.start()])
-        call, fixed = _parse_one(m.group(1), budget)
+        call, fixed, problem = _parse_one(m.group(1), budget)
         if call is None:
-            malformed = True
+            problems.append(problem)
             kept.append(m.group(0))
         else:
             calls.append(call)
@@ -67,8 +77,8 @@ def parse_tool_calls(completion: str) -> ParsedCompletion:
     kept.append(completion[pos:])
     text = "".join(kept)
     if "</tool_call>" in text and "<tool_call>" not in text:
-        malformed = True
-    return ParsedCompletion(text.strip(), calls, malformed, repaired)
+        problems.append(STRAY_CLOSING_TAG)
+    return ParsedCompletion(text.strip(), calls, problems, repaired)
 
 
 def nesting_depth(text: str) -> int:
@@ -115,29 +125,33 @@ class _RepairBudget:
             return None
 
 
-def _parse_one(body: str, budget: _RepairBudget) -> tuple[dict | None, bool]:
-    """(the call or None if malformed, whether accepting it needed a repair)."""
+def _parse_one(body: str, budget: _RepairBudget) -> tuple[dict | None, bool, str]:
+    """(the call or None if malformed, whether accepting it needed a repair, why it is malformed)."""
     body = body.strip()
-    if not body or nesting_depth(body) > MAX_DEPTH:
-        return None, False
+    if not body:
+        return None, False, "the <tool_call> block is empty"
+    if nesting_depth(body) > MAX_DEPTH:
+        return None, False, f"the <tool_call> block is nested deeper than {MAX_DEPTH} brackets"
     loaded = budget.load(body)
     if loaded is None:
-        return None, False
+        return None, False, "the <tool_call> block is not valid JSON"
     obj, repaired = loaded
     if not isinstance(obj, dict):
-        return None, False
+        return None, False, "the <tool_call> block is not a JSON object"
     name = obj.get("name")
     if "arguments" not in obj and "parameters" in obj:
         repaired = True
     args = obj.get("arguments", obj.get("parameters", {}))
     if isinstance(args, str):
         if nesting_depth(args) > MAX_DEPTH:
-            return None, False
+            return None, False, f'its "arguments" are nested deeper than {MAX_DEPTH} brackets'
         loaded = budget.load(args) if args.strip() else ({}, True)
         if loaded is None:
-            return None, False
+            return None, False, 'its "arguments" string is not valid JSON'
         args = loaded[0]
         repaired = True
-    if not isinstance(name, str) or not name or not isinstance(args, dict):
-        return None, False
-    return {"name": name, "arguments": args}, repaired
+    if not isinstance(name, str) or not name:
+        return None, False, 'it has no "name" string'
+    if not isinstance(args, dict):
+        return None, False, 'its "arguments" is not a JSON object'
+    return {"name": name, "arguments": args}, repaired, ""

@@ -312,14 +312,14 @@ def test_badges_cycle_through_locations_and_switch_samples(site):
     for loc in (first, second, first):
         b.js("document.querySelector('#bad-cases .badge').click()")
         b.wait(f"document.body.dataset.highlight === 'spoofed_tool_response:0:{loc['start']}:{loc['end']}'")
-    index, _, marks = located(site, "bad_cases_grpo", "malformed")
+    index, _, marks = located(site, "bad_cases_grpo", "empty")
     loc = marks["bad_cases"][0]["locations"][0]
     b.open(srv.url_for("bad_cases_grpo", ("step_000001.jsonl", index)) + "?sample=1")
     b.wait("document.querySelector('.tab.active') && document.querySelector('.tab.active').textContent.startsWith('sample 2/2')")
     b.js("document.querySelector('#bad-cases .badge').click()")
-    b.wait(f"document.body.dataset.highlight === 'malformed_tool_call:0:{loc['start']}:{loc['end']}'")
+    b.wait(f"document.body.dataset.highlight === 'empty_reply:0:{loc['start']}:{loc['end']}'")
     assert b.js("document.querySelector('.tab.active').textContent").startswith("sample 1/2")
-    assert "bad=malformed_tool_call" in b.js("location.hash")
+    assert "bad=empty_reply" in b.js("location.hash")
 
 
 def test_a_bad_case_chip_in_the_list_opens_the_rollout_at_it(site):

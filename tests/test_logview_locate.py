@@ -164,12 +164,25 @@ def test_every_bad_case_of_a_real_run_is_located_at_its_tokens(bad_case_records)
 
 @pytest.mark.integration
 def test_a_call_after_a_timeline_break_is_located_in_its_own_sample(bad_case_records):
-    record = next(r for r in bad_case_records if r["task_id"] == "malformed")
-    assert len(record["samples"]) == 2, "the malformed turn broke the timeline"
+    record = next(r for r in bad_case_records if r["task_id"] == "empty")
+    assert len(record["samples"]) == 2, "the empty turn (then the agent's structured-output hint) broke the timeline"
     [loc] = locate_bad_cases(record)["bad_cases"][0]["locations"]
     assert (loc["sample"], loc["call"], loc["message"]) == (0, 0, 2)
     later = "".join(record["samples"][1]["tokens"])
-    assert "[[[ nope" in later, "the later sample repeats the turn in its prompt, untrained; it is not located there"
+    assert "<|im_start|>assistant\n<|im_end|>" in later, "the later sample repeats the turn in its prompt, untrained"
+
+
+@pytest.mark.integration
+def test_an_answered_malformed_turn_keeps_one_sample(bad_case_records):
+    """The unparsable call is answered with a tool message, so the rollout stays one timeline."""
+    record = next(r for r in bad_case_records if r["task_id"] == "malformed")
+    [sample] = record["samples"]
+    [loc] = locate_bad_cases(record)["bad_cases"][0]["locations"]
+    assert (loc["sample"], loc["call"], loc["message"]) == (0, 0, 2)
+    text = "".join(sample["tokens"])
+    broken, answered = text.index("[[[ nope"), text.index("was not run because its \"arguments\" is not a JSON object")
+    assert broken < answered < text.index("print(2 + 3)")
+    assert record["messages"][3]["role"] == "tool" and "Available tools: " in record["messages"][3]["content"]
 
 
 @pytest.mark.integration

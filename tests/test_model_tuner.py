@@ -76,3 +76,42 @@ def test_judge_dictionary_updates_not_replaces(qwen25_tokenizer):
     proxy.update_judge_input_dictionary(final_answer="1", extra=2)
     proxy.update_judge_input_dictionary(final_answer="3")
     assert proxy.get_judge_input_dictionary() == {"final_answer": "3", "extra": 2}
+
+
+def test_unparsable_call_is_answered_with_a_readable_tool_message(qwen25_tokenizer):
+    """The agent gets a placeholder call; the next prompt shows the model its own tokens, then a tool
+    response saying why nothing ran, and still extends the previous call's ids (no new timeline)."""
+    from astuner.tool_call_answers import UNPARSED_CALL_TOOL, answer_unparsed_calls
+
+    broken = 'Let me run it. <tool_call>{"arguments": {"code": "print(1)"}}</tool_call> and <tool_call></tool_call>'
+    proxy, engine = make(qwen25_tokenizer, [broken, "done"])
+    user = {"role": "user", "content": "hi"}
+    res = asyncio.run(proxy([user], tools=TOOLS, tool_choice="auto"))
+    placeholders = [b for b in res.content if b["type"] == "tool_use"]
+    assert [b["name"] for b in placeholders] == [UNPARSED_CALL_TOOL, UNPARSED_CALL_TOOL]
+    rec = proxy.calls[0]
+    assert rec.malformed_tool_call and rec.parsed_tool_calls == []
+    assert rec.tool_call_problems == ['it has no "name" string', "the <tool_call> block is empty"]
+    history = [user, {"role": "assistant", "content": res.content[0]["text"], "tool_calls": [
+        {"id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": json.dumps(b["input"])}}
+        for b in placeholders]}]
+    history += [{"role": "tool", "tool_call_id": b["id"], "name": b["name"],
+                 "content": f"FunctionNotFoundError: Cannot find the function named {b['name']}"} for b in placeholders]
+    asyncio.run(proxy(history, tools=TOOLS, tool_choice="auto"))
+    second = qwen25_tokenizer.decode(engine.prompts[1])
+    assert "FunctionNotFoundError" not in second and UNPARSED_CALL_TOOL not in second
+    assert "Error: this tool call was not run because it has no \"name\" string." in second
+    assert "Error: this tool call was not run because the <tool_call> block is empty." in second
+    assert "Available tools: execute_python_code." in second
+    assert engine.prompts[1][: len(engine.prompts[0]) + len(rec.completion_ids)] == engine.prompts[0] + rec.completion_ids
+    assert proxy.timeline_breaks == 0
+    assert answer_unparsed_calls(history, {}) is history
+
+
+def test_structured_request_gets_no_placeholder_calls(qwen25_tokenizer):
+    class Summary(BaseModel):
+        text: str
+
+    proxy, _ = make(qwen25_tokenizer, ["<tool_call>{oops</tool_call>"])
+    res = asyncio.run(proxy([{"role": "user", "content": "summarise"}], structured_model=Summary))
+    assert [b["type"] for b in res.content] == ["text"] and proxy.calls[0].malformed_tool_call

@@ -277,3 +277,11 @@ def test_rlimits_cover_memory_cpu_and_processes():
     assert limits["RLIMIT_CPU"] == math.ceil(2.5) + 1 == 4
     assert limits["RLIMIT_NPROC"] >= 7
     assert limits["RLIMIT_CORE"] == 0
+
+
+@pytest.mark.parametrize("code", [4, None, ["print(1)"], {"src": "print(1)"}])
+def test_code_that_is_not_a_string_is_refused_not_run(code):
+    response = asyncio.run(execute_python_code(code))
+    text = response.content[0]["text"]
+    assert text.startswith("Error: the argument `code` must be a string of Python source, not ")
+    assert text.endswith("; nothing was run.") and "<returncode>" not in text

@@ -8,7 +8,9 @@ result text has the same shape, ``<returncode>N</returncode><stdout>...</stdout>
 in one TextBlock, so prompts and parsers written for AgentScope's tool keep working.
 
 Differences a model can notice: the timeout is ``min(requested, limits.timeout_s)`` (a model can
-lower it, never raise it); extra keyword arguments are ignored; output is capped; marker lines
+lower it, never raise it); ``code`` that is not a string is refused with an ``Error:`` text and
+nothing runs (a number was once run as its ``str``, a silent repair); extra keyword arguments are
+ignored (the turn still counts as ``invalid_tool_call``); output is capped; marker lines
 starting with ``astuner:`` or ``TimeoutError:`` may be appended to stderr. What the sandbox does
 and does not protect against is in ``astuner/tool/sandbox.py``.
 """
@@ -23,6 +25,9 @@ from agentscope.tool import ToolResponse
 
 from astuner.tool.limits import current_limits
 from astuner.tool.sandbox import run_python
+
+
+NOT_SOURCE = "Error: the argument `code` must be a string of Python source, not {kind}; nothing was run."
 
 
 def effective_timeout(requested: Any, limit_s: float) -> float:
@@ -69,8 +74,10 @@ async def execute_python_code(
             One text block holding the exit code, standard output and
             standard error of the run.
     """
+    if not isinstance(code, str):
+        return ToolResponse(content=[TextBlock(type="text", text=NOT_SOURCE.format(kind=type(code).__name__))])
     limits = current_limits()
-    result = await run_python(str(code), effective_timeout(timeout, limits.timeout_s), limits)
+    result = await run_python(code, effective_timeout(timeout, limits.timeout_s), limits)
     stderr = result.stderr
     for note in result.notes:
         stderr = _append_line(stderr, note)
