@@ -1,7 +1,9 @@
 """Generates ``docs/config.md``, the reference of every config key, from the schema.
 
 Generated so the reference cannot go stale: a test compares the committed file with this output.
-Run ``python -m astuner.config.docgen > docs/config.md`` after changing the schema.
+Besides one section per schema block, it lists the seed-era spellings astuner accepts
+(``astuner.config.compat``) and the upstream keys it does not support (``astuner.config.unsupported``).
+Run ``python -m astuner.config.docgen > docs/config.md`` after changing any of them.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import sys
 
 from pydantic import BaseModel
 
+from astuner.config import compat
 from astuner.config.base import SchemaEntry, iter_schema, type_name
 from astuner.config.defaults import flow
 from astuner.config.schema import Config
+from astuner.config.unsupported import NOT_SUPPORTED, REJECTED_KEYS, REJECTED_VALUES, leaves
 
 _INTRO = """\
 # Config reference
@@ -40,8 +44,12 @@ needs is a one-line error naming every path tried, and one found nowhere that ma
 left as written. Found paths are stored absolute, so `yaml_backup.yaml` names the same files. Paths
 in command-line overrides are relative to the working directory.
 
-Keys marked "accepted for compatibility" are upstream keys that astuner reads but does not act on,
-so upstream configs keep loading.
+Every key below is read by astuner. Seed-era spellings (the `astune:` root, old key names, one
+tutorial key that is only checked) are listed in [Compatibility spellings](#compatibility-spellings).
+Upstream keys astuner does not implement are listed in [Not supported by this
+version](#not-supported-by-this-version): a file may name one only with upstream's default value;
+any other value stops the run before anything is created with
+`<file>: <key> is not supported by this version of astuner`.
 
 The same defaults, as commented YAML, are in `astuner/config/default.yaml`.
 """
@@ -85,7 +93,56 @@ def render() -> str:
     for path, title, block, doc in blocks:
         leaves = [e for e in entries if _parent(e.path) == path and not e.is_block]
         lines += _section(title, block, doc, leaves)
+    lines += _compat_section() + _unsupported_section()
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _compat_section() -> list[str]:
+    """The seed-era spellings of ``astuner.config.compat``, each with what it maps to."""
+    lines = [
+        "## Compatibility spellings",
+        "",
+        "Accepted so that seed-era configs (the seed's Math Agent tutorial and the YAML under `tutorial/`) keep "
+        "loading; the single list is `astuner/config/compat.py`.",
+        "",
+        "| spelling | maps to |",
+        "|---|---|",
+    ]
+    rows = [(f"`{old}:` (root key)", new) for old, new in compat.ROOT_ALIASES.items()]
+    rows += [(f"`{key}:` (top level)", why) for key, why in compat.IGNORED_TOP_LEVEL.items()]
+    for block, renames in compat.RENAMED_KEYS.items():
+        rows += [(f"`astuner.{block}.{old}`", f"`astuner.{block}.{new}` (old key name)") for old, new in renames.items()]
+    for key, aliases in compat.VALUE_ALIASES.items():
+        rows += [(f"`astuner.{key}: {old}`", f"`{new}` (old value)") for old, new in aliases.items()]
+    rows += [(f"`astuner.{key}`", f"{what}; a non-default value gives one note when a run starts")
+             for key, what in compat.CHECKED_ONLY.items()]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _unsupported_section() -> list[str]:
+    """Every key and value of ``astuner.config.unsupported``, with the one value a file may give it."""
+    lines = [
+        "## Not supported by this version",
+        "",
+        f"Upstream keys astuner does not implement. A file may set one only to the accepted value (upstream's "
+        f"default, which is what astuner does); any other value is the error `<key> {NOT_SUPPORTED}`. They are not "
+        "written to `default.yaml` or `yaml_backup.yaml`; the list is `astuner/config/unsupported.py`.",
+        "",
+        "| key | accepted value | what it was upstream |",
+        "|---|---|---|",
+    ]
+    rows = []
+    for key, rejected in REJECTED_KEYS.items():
+        if isinstance(rejected.accepted, dict):
+            rows.append((f"`astuner.{key}`", "every key below at its value", rejected.upstream))
+            rows += [(f"`astuner.{path}`", f"`{flow(value)}`", "") for path, value in leaves(key, rejected.accepted)]
+        else:
+            rows.append((f"`astuner.{key}`", f"`{flow(rejected.accepted)}`", rejected.upstream))
+    for key, values in REJECTED_VALUES.items():
+        rows += [(f"`astuner.{key}: {value}`", "the other values", what) for value, what in values.items()]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
 
 
 def main() -> int:

@@ -30,6 +30,14 @@ class ConfigError(Exception):
         return ": ".join(parts)
 
 
+class UnsupportedKeyError(ConfigError):
+    """A key this version does not implement, set to another value than upstream's default; rendered as
+    ``<file>: <key.path> is not supported by this version of astuner`` (``astuner.config.unsupported``)."""
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.key} {self.message}"
+
+
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate most similar to ``word`` (difflib), or None if nothing is close."""
     matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
@@ -138,7 +146,7 @@ def from_validation_error(
     loc = list(first["loc"])
     shown = [root_name, *loc[1:]] if loc and loc[0] == "astuner" else loc
     message = describe(first, root)
-    origin = _override_for(tuple(str(p) for p in loc), overrides or {})
+    origin = override_for(tuple(str(p) for p in loc), overrides or {})
     if origin:
         message += f" (from override '{origin}')"
     if len(errors) > 1:
@@ -147,7 +155,7 @@ def from_validation_error(
     return ConfigError(source, format_path(shown) or None, message)
 
 
-def _override_for(loc: tuple[str, ...], overrides: Mapping[tuple[str, ...], str]) -> str | None:
+def override_for(loc: tuple[str, ...], overrides: Mapping[tuple[str, ...], str]) -> str | None:
     """The override whose path is the longest prefix of ``loc``, or that lies inside ``loc``."""
     best: tuple[str, ...] | None = None
     for path in overrides:

@@ -5,6 +5,8 @@ file wins, blocks merge key by key). Upstream composed this with Hydra and neede
 ``hydra:``/``defaults:`` boilerplate and the repository as working directory; here that
 boilerplate is accepted and ignored, and relative input paths in the file resolve against the
 file's own folder (``astuner.config.paths``; the working directory only as a noted fallback).
+Seed-era spellings are accepted as ``astuner.config.compat`` lists them; upstream keys astuner does
+not implement are dropped at upstream's default and refused otherwise (``astuner.config.unsupported``).
 """
 
 from __future__ import annotations
@@ -18,15 +20,25 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from astuner.config import compat
 from astuner.config.base import RenameConflict, apply_renames, child_block
-from astuner.config.errors import ConfigError, format_path, from_validation_error, show_value, unknown_key_message
+from astuner.config.errors import (
+    ConfigError,
+    UnsupportedKeyError,
+    format_path,
+    from_validation_error,
+    override_for,
+    show_value,
+    unknown_key_message,
+)
 from astuner.config.paths import PathBases, PathReport, resolve_paths
 from astuner.config.schema import AstunerConfig, Config
+from astuner.config.unsupported import drop_unsupported, is_unsupported
 from astuner.config.yaml_io import dump_yaml, parse_scalar, read_yaml
 
 ROOT_KEY = "astuner"
-OLD_ROOT_KEY = "astune"
-IGNORED_TOP_LEVEL = ("hydra", "defaults")
+(OLD_ROOT_KEY,) = compat.ROOT_ALIASES
+IGNORED_TOP_LEVEL = tuple(compat.IGNORED_TOP_LEVEL)
 """Hydra boilerplate that every upstream YAML carries; meaningless here."""
 TOP_LEVEL_KEYS = (ROOT_KEY, OLD_ROOT_KEY, "trinity", *IGNORED_TOP_LEVEL)
 DERIVE_NAME = "read_yaml_name"
@@ -58,13 +70,15 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), backbone: str |
 
 def load_config_for_run(path: str | Path, overrides: Sequence[str] = (), backbone: str | None = None) -> LoadedConfig:
     """``load_config``, plus: an input path the run needs that exists nowhere is a ConfigError naming
-    the key and every path tried; a path found only relative to the working directory gives a note."""
+    the key and every path tried; a path found only relative to the working directory, and a
+    compatibility key set to a value it does not act on (``astuner.config.compat``), each give a note."""
     cfg, root_name, report = _load(path, overrides, backbone)
     source = str(path)
     if report.missing:
         first = report.missing[0]
         raise ConfigError(source, format_path([root_name, *first.key]), first.message())
-    notes = [f"{source}: {format_path([root_name, *key])}: {note}" for key, note in report.notes]
+    found = compat.checked_only_notes(cfg.astuner, AstunerConfig()) + report.notes
+    notes = [f"{source}: {format_path([root_name, *key])}: {note}" for key, note in found]
     return LoadedConfig(cfg, root_name, source, notes)
 
 
@@ -79,6 +93,13 @@ def _load(path: str | Path, overrides: Sequence[str], backbone: str | None) -> t
         applied[key_path] = text
     if backbone is not None:
         data[ROOT_KEY]["backbone"] = backbone
+    unsupported = drop_unsupported(data[ROOT_KEY])
+    if unsupported is not None:
+        message = unsupported.message()
+        origin = override_for((ROOT_KEY, *unsupported.path), applied)
+        if origin:
+            message += f" (from override '{origin}')"
+        raise UnsupportedKeyError(source, format_path([root_name, *unsupported.path]), message)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
@@ -194,7 +215,7 @@ def _apply_override(data: dict[str, Any], text: str, source: str) -> tuple[str, 
     if parts[0] in (ROOT_KEY, OLD_ROOT_KEY):
         parts = [ROOT_KEY, *parts[1:]]
     elif parts[0] != "trinity":
-        if parts[0] not in AstunerConfig.model_fields:
+        if parts[0] not in AstunerConfig.model_fields and not is_unsupported(parts[0]):
             message = unknown_key_message(parts[0], [*AstunerConfig.model_fields, ROOT_KEY, "trinity"])
             raise ConfigError(source, key, f"{message} in {where}; paths start with astuner., astune. or trinity.")
         parts = [ROOT_KEY, *parts]

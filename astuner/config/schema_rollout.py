@@ -1,15 +1,17 @@
 """The ``astuner.rollout`` block: which workflow runs, how it samples, and which engine serves it.
 
-Defaults follow upstream's ``astune_default.yaml`` (plus the three rollout keys ``verl_default``
-adds), except where astuner chose otherwise: the default workflow is the math tutorial's.
+Defaults follow upstream's ``astune_default.yaml``, except where astuner chose otherwise: the default
+workflow is the math tutorial's. Upstream rollout keys astuner does not implement are in
+``astuner.config.unsupported``.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
+from astuner.config import compat
 from astuner.config.base import StrictModel
 from astuner.config.schema_auxiliary import AuxiliaryModelConfig
 
@@ -24,13 +26,6 @@ class MultiTurnConfig(StrictModel):
         description=(
             "Most training samples kept per rollout after merging timelines (a seeded random subset beyond); read by "
             "the sample builder."
-        ),
-    )
-    max_steps: int = Field(
-        30, ge=1,
-        description=(
-            "Step limit of upstream's classic (non-AgentScope) runner; accepted for compatibility; not used (a "
-            "workflow limits its own turns, e.g. ReActAgent max_iters)."
         ),
     )
     expected_steps: int = Field(
@@ -65,10 +60,6 @@ class ValKwargsConfig(StrictModel):
             "Nucleus-sampling threshold for validation rollouts (local backbone; trinity backbone: the validation "
             "taskset's rollout_args)."
         ),
-    )
-    do_sample: bool = Field(
-        False,
-        description="Upstream's verl switch; accepted for compatibility; not used (temperature 0 means greedy).",
     )
     num_repeat: int = Field(
         1, ge=1,
@@ -223,7 +214,7 @@ class EngineConfig(StrictModel):
 class RolloutConfig(StrictModel):
     """How each task is rolled out: workflow, concurrency, lengths, sampling, abnormal-output checks."""
 
-    renamed_keys = {"agentscope_learn_protocol": "agentscope_workflow"}
+    renamed_keys = compat.renamed_keys("rollout")
 
     agentscope_workflow: str = Field(
         "tutorial.example_math_agent.math_agent->ExampleMathLearn",
@@ -243,20 +234,6 @@ class RolloutConfig(StrictModel):
             "so model_path and other serving keys are errors."
         ),
     )
-    use_agentscope_protocol: bool = Field(
-        True,
-        description=(
-            "Seed-era switch for the AgentScope workflow path; accepted for compatibility; not used (astuner always "
-            "runs the workflow through AgentScope)."
-        ),
-    )
-    agentscope_disable_toolcalls: bool = Field(
-        False,
-        description=(
-            "Upstream switch to drop tools and tool messages from prompts and skip tool-call parsing; accepted for "
-            "compatibility; not used yet (tools are always rendered and tool calls always parsed)."
-        ),
-    )
     max_env_worker: int = Field(
         128, ge=1,
         description=(
@@ -271,22 +248,11 @@ class RolloutConfig(StrictModel):
             "the rollout runner."
         ),
     )
-    gamma: float = Field(
-        1.0,
-        description="Step-reward discount; only 1.0 is accepted (rewards are per rollout), so nothing else reads it.",
-    )
     compute_madness_checklist: list[MadnessCheck] = Field(
         default_factory=lambda: ["nonsense"],
         description=(
             "Madness checks the rollout runner applies to every LLM output: nonsense, format_type_1, wrong_toolcall "
             "(non_ascii lets nonsense accept non-ASCII text); a flagged rollout gets agent_madness_reward."
-        ),
-    )
-    agent_madness_termination: bool = Field(
-        True,
-        description=(
-            "Upstream: stop tracking a rollout's LLM calls once a madness check flags it; accepted for compatibility; "
-            "not used yet (every call is kept; the flagged rollout's reward is agent_madness_reward)."
         ),
     )
     agent_madness_reward: float = Field(
@@ -327,20 +293,7 @@ class RolloutConfig(StrictModel):
             "(docs/trinity.md)."
         ),
     )
-    max_num_seqs: int = Field(
-        10, ge=1,
-        description=(
-            "Upstream's per-engine sequence limit; accepted for compatibility; not used (upstream never read it "
-            "either)."
-        ),
-    )
-    name: Literal["vllm", "sglang"] = Field(
-        "vllm",
-        description=(
-            "Upstream's inference-server dialect; accepted for compatibility; not used (astuner picks engines with "
-            "rollout.engine.type)."
-        ),
-    )
+    max_num_seqs: int = Field(10, ge=1, description=compat.doc("rollout.max_num_seqs"))
     num_repeat: int = Field(
         4, ge=1,
         description=(
@@ -373,27 +326,3 @@ class RolloutConfig(StrictModel):
             "backbone ignores it and generates on Trinity's vLLM engines."
         ),
     )
-    step_skip_action: int = Field(
-        0, ge=0,
-        description=(
-            "verl_default key (skip action generation every N steps); accepted for compatibility; not used."
-        ),
-    )
-    submit_oversample_multiplier: float = Field(
-        1.5,
-        description=(
-            "verl_default key (oversampling factor of dynamic rollout); accepted for compatibility; not used."
-        ),
-    )
-    enable_oversample: bool = Field(
-        False,
-        description="verl_default key (dynamic oversampled rollout); accepted for compatibility; not used.",
-    )
-
-    @field_validator("gamma")
-    @classmethod
-    def _gamma_is_one(cls, value: float) -> float:
-        """Rewards are per rollout, so a discount would silently change nothing; refuse it instead."""
-        if value != 1.0:
-            raise ValueError(f"must be 1.0 (step-reward discounting is not supported), got {value}")
-        return value

@@ -1,16 +1,19 @@
 """The ``astuner.task_reader`` and ``astuner.task_judge`` blocks: where tasks come from, how rollouts are scored.
 
 astuner's defaults point at GSM8K and the exact-match math judge, so the math tutorial needs no
-reader or judge keys; upstream defaulted to an AppWorld environment service.
+reader or judge keys; upstream defaulted to an AppWorld environment service. Upstream's task
+generation and rubric auto-grader are not implemented (``astuner.config.unsupported``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
+from astuner.config import compat
 from astuner.config.base import StrictModel
+
 
 class FilePathConfig(StrictModel):
     """One split's file."""
@@ -50,10 +53,6 @@ class EnvServiceConfig(StrictModel):
             "Base URL of the environment service (http:// or https://); requests go to <env_url>/<endpoint>, "
             "proxy variables are not used."
         ),
-    )
-    env_action_preference: Literal["code", "text", "box"] = Field(
-        "code",
-        description="Action format the environment expects; accepted for compatibility; not used by astuner.",
     )
     training_split: str = Field("train", description="Split whose task list is read for training tasks.")
     validation_split: str = Field(
@@ -102,118 +101,20 @@ class HuggingfaceDatRepoConfig(StrictModel):
     )
 
 
-def _training_file(path: str) -> JsonlDatasetFileConfig:
-    """Upstream's nested file blocks name only a training file; the validation one keeps its placeholder."""
-    return JsonlDatasetFileConfig(training=FilePathConfig(file_path=path))
-
-
-class DocumentReaderConfig(StrictModel):
-    """Documents that seed task generation."""
-
-    document_path: list[str] = Field(
-        default_factory=lambda: ["dataset/document/your-document1.pdf", "dataset/document/your-document2.pdf"],
-        description="Document files to generate tasks from; accepted for compatibility; not used.",
-    )
-    languages: list[str] = Field(
-        default_factory=lambda: ["eng"],
-        description="Document languages; accepted for compatibility; not used.",
-    )
-
-
-class QueryReaderConfig(StrictModel):
-    """Seed queries for task generation."""
-
-    type: str = Field(
-        "dataset_file",
-        description="Reader type of the seed queries; accepted for compatibility; not used.",
-    )
-    dataset_file: JsonlDatasetFileConfig = Field(
-        default_factory=lambda: _training_file("dataset/jsonl/your-queries.jsonl"),
-        description="Seed-query files; accepted for compatibility; not used.",
-    )
-
-
-class SamplingParamsConfig(StrictModel):
-    """Sampling of the task-generation LLM."""
-
-    temperature: float = Field(
-        0.0,
-        description="Temperature of the generation LLM; accepted for compatibility; not used.",
-    )
-
-
-class FilterParamsConfig(StrictModel):
-    """Parameters of the generated-task filter."""
-
-    similarity_threshold: float = Field(
-        0.8,
-        description="Tasks more similar than this are duplicates; accepted for compatibility; not used.",
-    )
-    db_path: str = Field(
-        "./.similarity_db",
-        description="Embedding database path; accepted for compatibility; not used.",
-    )
-    model: str = Field(
-        "text-embedding-v4",
-        description="Embedding model; accepted for compatibility; not used.",
-    )
-    api_key: str | None = Field(
-        None,
-        description="Embedding API key (null: from the environment); accepted for compatibility; not used.",
-    )
-    base_url: str = Field(
-        "https://dashscope.aliyuncs.com/compatible-mode/v1",
-        description="Embedding API base URL; accepted for compatibility; not used.",
-    )
-
-
-class FilterConfig(StrictModel):
-    """De-duplication of generated tasks."""
-
-    type: str = Field("deduplication", description="Filter kind; accepted for compatibility; not used.")
-    enabled: bool = Field(True, description="Whether the filter runs; accepted for compatibility; not used.")
-    params: FilterParamsConfig = Field(default_factory=FilterParamsConfig, description="Filter parameters; not used.")
-
-
-class DataGenerationConfig(StrictModel):
-    """LLM-generated tasks (type 'data_generation'); upstream feature, not implemented in astuner."""
-
-    document_reader: DocumentReaderConfig = Field(
-        default_factory=DocumentReaderConfig, description="Source documents; not used."
-    )
-    query_reader: QueryReaderConfig = Field(default_factory=QueryReaderConfig, description="Seed queries; not used.")
-    task_num: int = Field(10, ge=0, description="Tasks to generate; accepted for compatibility; not used.")
-    llm_model: str = Field("qwen-long", description="Generation LLM; accepted for compatibility; not used.")
-    llm_response_length: int = Field(
-        8192, ge=1,
-        description="Token limit of the generation LLM; accepted for compatibility; not used.",
-    )
-    num_workers: int = Field(
-        32, ge=1,
-        description="Generation threads; accepted for compatibility; not used.",
-    )
-    sampling_params: SamplingParamsConfig = Field(
-        default_factory=SamplingParamsConfig,
-        description="Generation sampling; not used.",
-    )
-    filter: FilterConfig = Field(default_factory=FilterConfig, description="Generated-task filter; not used.")
-
-
-TaskReaderType = Literal[
-    "huggingface_dat_repo", "jsonl_dataset_file", "dataset_file", "env_service", "data_generation", "random_dummy"
-]
+TaskReaderType = Literal["huggingface_dat_repo", "jsonl_dataset_file", "dataset_file", "env_service", "random_dummy"]
+"""Reader kinds; 'dataset_file' is the seed-era spelling of 'jsonl_dataset_file' (``astuner.config.compat``)."""
 
 
 class TaskReaderConfig(StrictModel):
     """Where training and validation tasks come from."""
 
-    renamed_keys = {"dataset_file": "jsonl_dataset_file"}
+    renamed_keys = compat.renamed_keys("task_reader")
 
     type: TaskReaderType = Field(
         "huggingface_dat_repo",
         description=(
             "Reader kind: huggingface_dat_repo, jsonl_dataset_file (seed-era 'dataset_file' is normalised to it), "
-            "env_service or random_dummy; data_generation is accepted here but fails when tasks are read."
+            "env_service or random_dummy."
         ),
     )
     shuffle: bool = Field(
@@ -233,16 +134,12 @@ class TaskReaderConfig(StrictModel):
     huggingface_dat_repo: HuggingfaceDatRepoConfig = Field(
         default_factory=HuggingfaceDatRepoConfig, description="Hugging Face dataset (type 'huggingface_dat_repo')."
     )
-    data_generation: DataGenerationConfig = Field(
-        default_factory=DataGenerationConfig,
-        description="LLM task generation (type 'data_generation'); not implemented, so no key in it is used.",
-    )
 
     @field_validator("type")
     @classmethod
     def _normalise_type(cls, value: str) -> str:
         """Readers look for one name only; the seed docs still say 'dataset_file'."""
-        return "jsonl_dataset_file" if value == "dataset_file" else value
+        return compat.value_alias("task_reader.type", value)
 
 
 class BadCasePenaltiesConfig(StrictModel):
@@ -283,63 +180,9 @@ class BadCasePenaltiesConfig(StrictModel):
     )
 
 
-class RubricsAutoGraderConfig(StrictModel):
-    """Upstream's rubric-generating auto grader (judge_type 'rubrics_auto_grader'); not implemented in astuner."""
-
-    model_name: str = Field("qwen-max", description="Grader LLM; accepted for compatibility; not used.")
-    grader_mode: str = Field("pointwise", description="Grading mode; accepted for compatibility; not used.")
-    language: str = Field("en", description="Rubric language; accepted for compatibility; not used.")
-    query_specific_generate_number: int = Field(
-        1,
-        description="Rubrics generated per query; accepted for compatibility; not used.",
-    )
-    enable_categorization: bool = Field(
-        False,
-        description="Group rubrics into categories; accepted for compatibility; not used.",
-    )
-    categories_number: int = Field(
-        5,
-        description="Number of rubric categories; accepted for compatibility; not used.",
-    )
-    grader_name: str = Field("auto_grader", description="Grader name; accepted for compatibility; not used.")
-    query_field: str = Field(
-        "main_query",
-        description="Task field holding the query; accepted for compatibility; not used.",
-    )
-    answer_field: str = Field(
-        "final_answer",
-        description="Judge-input field holding the answer; accepted for compatibility; not used.",
-    )
-    reference_field: str = Field(
-        "answer",
-        description="Task metadata field holding the reference; accepted for compatibility; not used.",
-    )
-    custom_evaluation_prompt: Any = Field(
-        None,
-        description="Custom grading prompt (null for the built-in); accepted for compatibility; not used.",
-    )
-    input_data_type: str = Field(
-        "dataset_file",
-        description="Where rubric examples come from; accepted for compatibility; not used.",
-    )
-    dataset_file: JsonlDatasetFileConfig = Field(
-        default_factory=lambda: _training_file("tutorial/example_rm_auto_grader/rubrics_train.jsonl"),
-        description="Rubric example files; accepted for compatibility; not used.",
-    )
-    min_score: float = Field(0, description="Lowest pointwise score; accepted for compatibility; not used.")
-    max_score: float = Field(1, description="Highest pointwise score; accepted for compatibility; not used.")
-
-
 class TaskJudgeConfig(StrictModel):
     """How a finished rollout becomes a reward."""
 
-    judge_type: Literal["customized_protocol", "rubrics_auto_grader"] = Field(
-        "customized_protocol",
-        description=(
-            "Judge family; accepted for compatibility; not used yet: judge_protocol always runs "
-            "('rubrics_auto_grader' is not implemented)."
-        ),
-    )
     judge_protocol: str = Field(
         "astuner.task_judge.math_answer_as_judge->MathAnswerAsJudge",
         description=(
@@ -379,8 +222,4 @@ class TaskJudgeConfig(StrictModel):
     bad_case_penalties: BadCasePenaltiesConfig = Field(
         default_factory=BadCasePenaltiesConfig,
         description="Penalties the rollout runner subtracts from the judge's reward, one per flagged bad case.",
-    )
-    rubrics_auto_grader: RubricsAutoGraderConfig = Field(
-        default_factory=RubricsAutoGraderConfig,
-        description="Auto-grader settings (judge_type 'rubrics_auto_grader'); not implemented, so none is used.",
     )
