@@ -1,16 +1,12 @@
-"""Pre-started sandboxes, and the background thread and event loop that own them.
-
-Why a pool: starting a sandbox (bwrap, then an interpreter) costs tens of milliseconds, as much
-as a bare ``python -c``. The pool starts ``pool_size`` of them ahead of time; a call takes a
-ready one, hands it exactly one program, and the sandbox runs it in a fresh fork of its
-supervisor and then exits (``worker.py``). No interpreter ever runs two programs. Sandboxes are
-started with ``posix_spawn`` (the kernel's vfork path), so the large training process is never
-forked.
+"""The sandbox service: a background thread and event loop that own every sandbox of the process.
 
 Why a thread of its own: the sandboxes' pipes and process handles must belong to one event loop
-that lives as long as the pool, while callers come from any loop or thread (the debug backbone
+that lives as long as the service, while callers come from any loop or thread (the debug backbone
 runs one loop; tests create one per call). Callers hand a job to this loop and await its result
-through a ``concurrent.futures.Future``; cancelling the caller kills the job's sandbox.
+through a ``concurrent.futures.Future``; cancelling the caller kills the job's sandbox. On the loop,
+one warm ``Pool`` per kind of sandbox (``warm.py``) keeps sandboxes started ahead of time; each is
+started with ``posix_spawn`` (the kernel's vfork path), so the large training process is never
+forked.
 
 Lifecycle: the service starts on first use; ``shutdown()`` (also registered with ``atexit``)
 kills every sandbox and stops the thread, and a later call starts a fresh service. A sandbox that
@@ -29,18 +25,17 @@ import concurrent.futures
 import os
 import threading
 import warnings
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine
 
 from astuner.tool import scratch
 from astuner.tool.handle import EXIT_GRACE_S, PIPE_GRACE_S, Sandbox, SandboxError
 from astuner.tool.isolation import UidLeases, bwrap_binary, gaps, kill_uid, protections, worker_spec
-
-READY_TIMEOUT_S = 30.0
-"""How long a new sandbox may take to report ready (a loaded 2-core host starts dozens at once)."""
-MAX_STARTING = max(4, 2 * (os.cpu_count() or 1))
-"""Sandboxes started at once per pool: more only queue for the same CPUs."""
+# ``Pool``, its constants and ``_alive`` live in warm.py and stay importable from here, as before.
+from astuner.tool.warm import MAX_STARTING as MAX_STARTING
+from astuner.tool.warm import READY_TIMEOUT_S as READY_TIMEOUT_S
+from astuner.tool.warm import Pool
+from astuner.tool.warm import alive as _alive  # noqa: F401
 
 
 @dataclass
@@ -60,104 +55,6 @@ class Outcome:
     cpu_s: float | None = None
     maxrss_kb: int | None = None
     scratch_full: bool = False
-
-
-def _alive(pid: int) -> bool:
-    """False for a process that is gone or a zombie: killed while idle, its exit not yet reaped by
-    the event loop (handing it out would lose the program it is given)."""
-    try:
-        stat = open(f"/proc/{pid}/stat").read()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-class Pool:
-    """Idle sandboxes of one kind (mode, scratch size), refilled in the background."""
-
-    def __init__(self, service: Service, mode: str, scratch_mb: int) -> None:
-        self.service, self.mode, self.scratch_mb = service, mode, scratch_mb
-        self.idle: deque[Sandbox] = deque()
-        self.waiters: deque[asyncio.Future[Sandbox]] = deque()
-        self.starting = 0
-        self.size = 0
-
-    async def acquire(self, size: int) -> Sandbox:
-        self.size = size
-        while self.idle:
-            box = self.idle.popleft()
-            if not box.exited.done() and _alive(box.pid):
-                # Replaced by ``release``, after the call, so start-up does not compete with it,
-                # unless the pool runs low: then back-to-back calls would wait for start-ups.
-                if len(self.idle) < (self.size + 1) // 2:
-                    self._refill()
-                return box
-            box.dispose(abnormal=False)
-        waiter = self.service.loop.create_future()
-        self.waiters.append(waiter)
-        self._refill()
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.offer(waiter.result())
-            raise
-
-    def release(self, box: Sandbox, abnormal: bool) -> None:
-        """A call is done with ``box``: dispose of it and start its replacement."""
-        box.dispose(abnormal)
-        self._refill()
-
-    def _refill(self) -> None:
-        waiting = sum(not w.done() for w in self.waiters)
-        wanted = self.size + waiting - len(self.idle) - self.starting
-        for _ in range(max(0, min(wanted, MAX_STARTING - self.starting))):
-            self.starting += 1
-            self.service.loop.create_task(self._start_and_offer())
-
-    async def _start_and_offer(self) -> None:
-        try:
-            box = await self.start_one()
-        except Exception as exc:
-            self.starting -= 1
-            while self.waiters:
-                waiter = self.waiters.popleft()
-                if not waiter.done():
-                    waiter.set_exception(exc)
-                    break
-            self._refill()
-            return
-        self.starting -= 1
-        self.offer(box)
-        self._refill()
-
-    async def start_one(self) -> Sandbox:
-        """Start one sandbox and wait until its supervisor reports ready."""
-        try:
-            box = self.service.new_sandbox(self.mode, self.scratch_mb)
-        except OSError as exc:
-            raise SandboxError(f"cannot start a {self.mode} sandbox: {exc}") from exc
-        try:
-            await asyncio.wait({box.ready, box.exited}, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
-            if box.ready.done():
-                info = box.ready.result()
-                self.service.sandbox_ready(self.mode, info)
-                return box
-            if not box.exited.done():
-                raise SandboxError(f"a {self.mode} sandbox did not start within {READY_TIMEOUT_S:g} s")
-            await asyncio.wait({box.log_closed}, timeout=PIPE_GRACE_S)
-            raise SandboxError(box.startup_failure())
-        except BaseException:
-            box.dispose(abnormal=True)
-            raise
-
-    def offer(self, box: Sandbox) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(box)
-                return
-        self.idle.append(box)
 
 
 class Job:
