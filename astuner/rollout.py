@@ -15,7 +15,7 @@ import traceback
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astuner.auxiliary_models import build_auxiliary_models
 from astuner.chat_template import ChatTemplate
@@ -29,6 +29,9 @@ from astuner.task_judge.turn_problems import TURN_PROBLEMS, detect_turn_problems
 from astuner.task_judge.madness import detect_madness
 from astuner.tool.limits import ToolLimits, use_limits
 from astuner.workflow import run_workflow
+
+if TYPE_CHECKING:
+    from astuner.config.schema import Config
 
 
 @dataclass
@@ -60,9 +63,14 @@ class RolloutResult:
 
 
 class Rollouts:
-    """Runs rollouts of one configured workflow + judge against one engine."""
+    """Runs rollouts of one configured workflow + judge against one engine.
 
-    def __init__(self, config: Any, engine: Engine, template: ChatTemplate, workflow_cls: type, judge: Any) -> None:
+    ``config`` is the run's whole config: the runner reads its ``rollout``, ``data``,
+    ``task_judge``, ``task_reader``, ``python_tool`` and ``seed`` settings, and a seed-style
+    workflow is handed the whole of it (its ``agentscope_execute(..., config)``).
+    """
+
+    def __init__(self, config: Config, engine: Engine, template: ChatTemplate, workflow_cls: type, judge: Any) -> None:
         self.config = config
         self.engine = engine
         self.template = template
@@ -114,7 +122,8 @@ class Rollouts:
         tuner = ModelTuner(self.engine, self.template, settings, context=context)
         try:
             wt.auxiliary_models = build_auxiliary_models(self.config.astuner.rollout.auxiliary_models)
-            async with env_for_rollout(self.config, wt, result.env):  # env_service: instance held, always released
+            reader = self.config.astuner.task_reader
+            async with env_for_rollout(reader, wt, result.env):  # env_service: instance held, always released
                 with use_limits(self.tool_limits):
                     output = await run_workflow(self.workflow_cls, wt, tuner, self.config)
                 raw_reward, is_success = await self._judge(wt, output, tuner)
@@ -129,9 +138,7 @@ class Rollouts:
         result.metrics = dict(metrics) if isinstance(metrics, Mapping) else {}
         result.bad_cases = {**detect_bad_cases(tuner.calls, result.messages), **detect_turn_problems(tuner.calls)}
         result.madness = detect_madness(tuner.calls, list(a.rollout.compute_madness_checklist))
-        penalties = a.task_judge.bad_case_penalties
-        penalties = penalties.model_dump() if hasattr(penalties, "model_dump") else dict(penalties)
-        reward = apply_penalties(raw_reward, result.bad_cases, penalties)
+        reward = apply_penalties(raw_reward, result.bad_cases, a.task_judge.bad_case_penalties.model_dump())
         if any(result.madness.values()):
             reward = a.rollout.agent_madness_reward
         result.raw_reward, result.reward, result.is_success = float(raw_reward), float(reward), bool(is_success)

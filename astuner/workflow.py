@@ -18,11 +18,15 @@ In both, the model object is the same ``ModelTuner``: pass it to ``ReActAgent(mo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from astuner.schema import WorkflowOutput, WorkflowTask
+
+if TYPE_CHECKING:
+    from astuner.config.schema import Config
+    from astuner.model_tuner import ModelTuner
 
 
 class Workflow(BaseModel):
@@ -33,7 +37,7 @@ class Workflow(BaseModel):
     name: str = "default_workflow"
     trainable_targets: list[str] = []
 
-    async def execute(self, workflow_task: WorkflowTask, model_tuner: Any) -> WorkflowOutput:
+    async def execute(self, workflow_task: WorkflowTask, model_tuner: ModelTuner) -> WorkflowOutput:
         raise NotImplementedError(f"{type(self).__name__} must implement async execute(workflow_task, model_tuner)")
 
 
@@ -46,14 +50,24 @@ class AgentScopeLearnProtocol(BaseModel):
     agentflow_name: str = "agent-flow"
     trainable_agent_targets: list[str] = []
 
-    async def agentscope_execute(self, init_messages: list[dict], astune_proxy: Any, config: Any) -> Any:
+    async def agentscope_execute(self, init_messages: list[dict], astune_proxy: ModelTuner, config: Config) -> Any:
+        """Run one rollout. ``config`` is the run's whole config, as astuner passes it.
+
+        The signature is upstream's and stays as it is, ``config`` included, because seed-era
+        workflows implement exactly this method and must run unchanged.
+        """
         raise NotImplementedError(
             f"{type(self).__name__} must implement async agentscope_execute(init_messages, astune_proxy, config)"
         )
 
 
-async def run_workflow(workflow_cls: type, workflow_task: WorkflowTask, model_tuner: Any, config: Any) -> WorkflowOutput:
-    """Instantiate and run either style; the seed style's judge keys become the output metadata."""
+async def run_workflow(
+    workflow_cls: type, workflow_task: WorkflowTask, model_tuner: ModelTuner, config: Config
+) -> WorkflowOutput:
+    """Instantiate and run either style; the seed style's judge keys become the output metadata.
+
+    ``config`` (the run's whole config) is only handed to a seed-style ``agentscope_execute``.
+    """
     if hasattr(workflow_cls, "agentscope_execute") and not _overrides(workflow_cls, "execute"):
         workflow = _instantiate(workflow_cls, trainer="astuner")
         model_tuner.update_agentscope_input_dictionary(workflow_task=workflow_task)

@@ -6,11 +6,16 @@ import asyncio
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 
 import pytest
 import torch
 
+from astuner.config.schema_rollout import (
+    EngineConfig,
+    OpenAIEngineConfig,
+    ScriptedEngineConfig,
+    TransformersEngineConfig,
+)
 from astuner.engine import EngineError, SamplingParams, build_engine
 from astuner.engine.openai_engine import OpenAIEngine
 from astuner.engine.scripted_engine import ScriptedEngine
@@ -343,23 +348,26 @@ def test_scripted_engine_errors_name_path_line_and_task(tmp_path):
 
 def test_build_engine_dispatches_on_type(tmp_path, tiny_dir, engine):
     script = write_script(tmp_path / "r.jsonl", [{"default": True, "replies": ["hi"]}])
-    scripted = build_engine({"type": "scripted", "scripted": {"path": str(script)}}, str(tiny_dir), engine.tokenizer, 2)
+    scripted_cfg = EngineConfig(type="scripted", scripted=ScriptedEngineConfig(path=str(script)))
+    scripted = build_engine(scripted_cfg, str(tiny_dir), engine.tokenizer, 2)
     assert isinstance(scripted, ScriptedEngine)
     assert run(scripted.generate([1], SamplingParams(max_tokens=50))).token_ids[-1] == 2
 
-    cfg = SimpleNamespace(
-        type="openai", openai=SimpleNamespace(base_url="http://127.0.0.1:9/v1", model_name="", api_key_env="X", timeout_s=3)
-    )
-    remote = build_engine(cfg, "/models/qwen", engine.tokenizer, 2)
+    openai = OpenAIEngineConfig(base_url="http://127.0.0.1:9/v1", model_name="", api_key_env="X", timeout_s=3)
+    remote = build_engine(EngineConfig(type="openai", openai=openai), "/models/qwen", engine.tokenizer, 2)
     assert isinstance(remote, OpenAIEngine) and remote.model_name == "/models/qwen" and remote.timeout_s == 3
 
-    local_cfg = SimpleNamespace(type="transformers", transformers=SimpleNamespace(device="cpu", dtype="float32", max_batch_size=4))
-    local = build_engine(local_cfg, str(tiny_dir), engine.tokenizer, 2, seed=3)
+    on_cpu = TransformersEngineConfig(device="cpu", dtype="float32", max_batch_size=4)
+    local = build_engine(EngineConfig(type="transformers", transformers=on_cpu), str(tiny_dir), engine.tokenizer, 2, seed=3)
     try:
         assert isinstance(local, TransformersEngine) and local.max_batch_size == 4 and local.tokenizer is engine.tokenizer
         assert local.model.dtype == torch.float32 and local.device.type == "cpu"
     finally:
         local.close()
 
-    with pytest.raises(ValueError, match="unknown engine.type 'sglang'"):
-        build_engine({"type": "sglang"}, str(tiny_dir), engine.tokenizer, 2)
+    with pytest.raises(ValueError, match="sglang"):
+        EngineConfig(type="sglang")  # an unknown type never reaches build_engine: the schema refuses it
+    with pytest.raises(ValueError, match="engine.scripted.path is required"):
+        build_engine(EngineConfig(type="scripted"), str(tiny_dir), engine.tokenizer, 2)
+    with pytest.raises(ValueError, match="engine.openai.base_url is required"):
+        build_engine(EngineConfig(type="openai", openai=OpenAIEngineConfig(base_url="")), "/m", engine.tokenizer, 2)

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from astuner.config.schema import Config
+from astuner.config.schema import Config, TaskReaderConfig
 from astuner.env_service import EnvServiceError, env_for_rollout
 from astuner.env_service.example_server import serve_in_thread
 from astuner.schema import Task, WorkflowOutput, WorkflowTask
@@ -16,14 +16,19 @@ from astuner.task_judge.env_service_as_judge import EnvServiceJudge, env_reward
 from astuner.task_reader import TaskReaderError, build_task_reader
 
 
-def reader_cfg(url: str, **extra) -> dict:
+def reader_data(url: str, **extra) -> dict:
+    """The ``task_reader`` block as a config file holds it."""
     block = {"env_url": url, "env_type": "arith_quiz", "training_split": "train", "validation_split": "dev",
              "timeout_s": 2.0, "max_retries": 1, "retry_backoff_s": 0.01, **extra}
     return {"type": "env_service", "env_service": block}
 
 
+def reader_cfg(url: str, **extra) -> TaskReaderConfig:
+    return TaskReaderConfig.model_validate(reader_data(url, **extra))
+
+
 def config_for(url: str, **extra) -> Config:
-    return Config.model_validate({"astuner": {"task_reader": reader_cfg(url, **extra)}})
+    return Config.model_validate({"astuner": {"task_reader": reader_data(url, **extra)}})
 
 
 def closed_url() -> str:
@@ -62,8 +67,6 @@ def test_reader_errors_name_the_service():
     assert f"cannot read tasks: env service {url}: get_env_profile failed after 2 attempts" in str(err.value)
     with pytest.raises(TaskReaderError, match="env_url: env_url must start with http"):
         build_task_reader(reader_cfg("localhost:1"))
-    with pytest.raises(TaskReaderError, match="task_reader.env_service is missing"):
-        build_task_reader({"type": "env_service"})
 
 
 def test_reader_accepts_task_records(monkeypatch):
@@ -94,7 +97,7 @@ def test_session_holds_and_releases_the_instance_and_the_judge_scores_it():
         config, wt, metrics = config_for(url), workflow_task("dev-2"), {}
 
         async def rollout():
-            async with env_for_rollout(config, wt, metrics) as env:
+            async with env_for_rollout(config.astuner.task_reader, wt, metrics) as env:
                 assert wt.gym_env is env and live(url) == {wt.task_env_uuid: "dev-2"}
                 assert "what is 7 * 6 + 1?" in wt.task.init_messages[0]["content"]
                 assert wt.init_messages == wt.task.init_messages
@@ -116,7 +119,7 @@ def test_instance_is_released_when_the_workflow_fails_or_is_cancelled():
         config = config_for(url)
 
         async def failing():
-            async with env_for_rollout(config, workflow_task(), {}):
+            async with env_for_rollout(config.astuner.task_reader, workflow_task(), {}):
                 raise RuntimeError("workflow bug")
 
         with pytest.raises(RuntimeError, match="workflow bug"):
@@ -127,7 +130,7 @@ def test_instance_is_released_when_the_workflow_fails_or_is_cancelled():
             started = asyncio.Event()
 
             async def body():
-                async with env_for_rollout(config, workflow_task(), {}):
+                async with env_for_rollout(config.astuner.task_reader, workflow_task(), {}):
                     started.set()
                     await asyncio.sleep(60)
 
@@ -146,7 +149,7 @@ def test_a_swallowed_env_error_still_fails_the_rollout():
         wt, metrics = workflow_task(), {}
 
         async def rollout():
-            async with env_for_rollout(config_for(url), wt, metrics) as env:
+            async with env_for_rollout(reader_cfg(url), wt, metrics) as env:
                 env.client.base_url = closed_url()  # the service "goes away" for this instance's steps
                 try:
                     env.step("42")
@@ -163,7 +166,7 @@ def test_dead_service_fails_create_without_a_release_attempt():
     url, metrics = closed_url(), {}
 
     async def rollout():
-        async with env_for_rollout(config_for(url), workflow_task(), metrics):
+        async with env_for_rollout(reader_cfg(url), workflow_task(), metrics):
             raise AssertionError("the body must not run")
 
     with pytest.raises(EnvServiceError, match=f"env service {url}: create .* failed after 2 attempts"):
@@ -177,7 +180,7 @@ def test_release_failure_fails_an_otherwise_good_rollout():
         metrics = {}
 
         async def rollout():
-            async with env_for_rollout(config_for(url), workflow_task(), metrics) as env:
+            async with env_for_rollout(reader_cfg(url), workflow_task(), metrics) as env:
                 env.step("42")
                 env.client.base_url = closed_url()
 
@@ -191,7 +194,7 @@ def test_session_is_a_no_op_for_other_readers():
     config, wt, metrics = Config(), workflow_task(), {}
 
     async def rollout():
-        async with env_for_rollout(config, wt, metrics) as env:
+        async with env_for_rollout(config.astuner.task_reader, wt, metrics) as env:
             return env
 
     assert asyncio.run(rollout()) is None and wt.gym_env is None and metrics == {}

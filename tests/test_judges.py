@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from astuner.config.schema import AstunerConfig, Config
 from astuner.schema import Task, WorkflowOutput, WorkflowTask
 from astuner.task_judge import (
     BaseJudge,
@@ -17,6 +18,7 @@ from astuner.task_judge import (
     MathAnswerAndLlmAsJudge,
     MathAnswerAsJudge,
 )
+from astuner.task_judge.base_judge import task_judge_settings
 from astuner.task_judge.math_answer_as_judge import (
     answers_match,
     extract_boxed,
@@ -142,18 +144,19 @@ def test_missing_final_answer_is_clear():
     assert "WorkflowOutput" in str(err.value)
 
 
-def test_config_value_paths():
-    config = {"astuner": {"task_judge": {"alien_llm_model": "m1"}}}
-    assert BaseJudge(config).config_value("task_judge.alien_llm_model", "d") == "m1"
-    assert BaseJudge({"astune": {"task_judge": {"alien_llm_model": "m2"}}}).config_value("task_judge.alien_llm_model", "d") == "m2"
-    assert BaseJudge(None).config_value("task_judge.alien_llm_model", "d") == "d"
-
-    class Node:
-        def __init__(self, **kw):
-            self.__dict__.update(kw)
-
-    obj = Node(astuner=Node(task_judge=Node(alien_llm_model="m3")))
-    assert BaseJudge(obj).config_value("task_judge.alien_llm_model", "d") == "m3"
+def test_task_judge_settings_of_what_a_judge_is_given():
+    """astuner gives judges the run's Config; what user code may give one still reads the same block."""
+    config = Config.model_validate({"astuner": {"task_judge": {"alien_llm_model": "m1"}}})
+    assert task_judge_settings(config).alien_llm_model == "m1"
+    assert task_judge_settings(config.astuner).alien_llm_model == "m1"
+    assert task_judge_settings({"astune": {"task_judge": {"alien_llm_model": "m2"}}}).alien_llm_model == "m2"
+    assert task_judge_settings({"task_judge": {"alien_llm_model": "m3"}}).alien_llm_model == "m3"
+    assert task_judge_settings(None) == AstunerConfig().task_judge
+    with pytest.raises(ValueError, match="alien_llm_modle"):
+        task_judge_settings({"astuner": {"task_judge": {"alien_llm_modle": "typo"}}})
+    with pytest.raises(TypeError, match="Config"):
+        task_judge_settings(object())
+    assert BaseJudge(config).config is config
 
 
 # --- rule judge -------------------------------------------------------------------------------
@@ -226,11 +229,11 @@ class FakeChatServer:
 
 
 def llm_judge(base_url: str, retries: int = 4) -> MathAnswerAndLlmAsJudge:
-    config = {"astuner": {"task_judge": {
+    config = Config.model_validate({"astuner": {"task_judge": {
         "alien_llm_model": "judge-model", "alien_llm_base_url": base_url,
         "alien_llm_api_key_env": "ASTUNER_TEST_JUDGE_KEY", "alien_llm_max_retries": retries,
         "alien_llm_timeout_s": 5, "alien_llm_response_length": 64,
-    }}}
+    }}})
     judge = MathAnswerAndLlmAsJudge(config)
     judge.retry_backoff_s = 0.01
     return judge

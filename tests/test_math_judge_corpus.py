@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from astuner.config.schema import Config
 from astuner.schema import Task, WorkflowOutput, WorkflowTask
 from astuner.task_judge import MathAnswerAndLlmAsJudge, MathAnswerAsJudge, math_verify_guard
 from astuner.task_judge.math_answer_as_judge import answers_match, check_answer, compared_text
@@ -238,8 +239,8 @@ def test_judge_without_math_verify_is_the_rule_alone():
 
 def test_llm_judge_asks_math_verify_before_the_llm(monkeypatch):
     monkeypatch.delenv("ASTUNER_TEST_JUDGE_KEY", raising=False)  # asking the LLM would raise
-    config = {"astuner": {"task_judge": {"alien_llm_api_key_env": "ASTUNER_TEST_JUDGE_KEY",
-                                         "alien_llm_base_url": "http://127.0.0.1:9/v1"}}}
+    config = Config.model_validate({"astuner": {"task_judge": {"alien_llm_api_key_env": "ASTUNER_TEST_JUDGE_KEY",
+                                                             "alien_llm_base_url": "http://127.0.0.1:9/v1"}}})
     judge = MathAnswerAndLlmAsJudge(config)
     task = make_task("(x+1)^2")
     assert judge.compute_reward(task, WorkflowOutput(metadata={"final_answer": r"\boxed{x^2+2x+1}"})) == (1.0, True)

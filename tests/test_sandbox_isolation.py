@@ -98,13 +98,12 @@ def test_gaps_name_what_the_fallback_lacks():
     assert "network" not in "; ".join(isolation.gaps("bwrap", {"dedicated": True}))
 
 
-def test_limits_from_config_block_and_dict():
+def test_limits_from_config_block():
     from astuner.config.schema import PythonToolConfig
 
-    block = PythonToolConfig()
-    limits = ToolLimits.from_config(block)
+    limits = ToolLimits.from_config(PythonToolConfig())
     assert limits == ToolLimits(), "the config's defaults and ToolLimits' defaults must agree"
-    custom = ToolLimits.from_config({"timeout_s": 3, "pool_size": 0, "isolation": "process"})
+    custom = ToolLimits.from_config(PythonToolConfig(timeout_s=3, pool_size=0, isolation="process"))
     assert (custom.timeout_s, custom.pool_size, custom.isolation, custom.memory_mb) == (3, 0, "process", 1024)
     with pytest.raises(ValueError, match="pool_size"):
         ToolLimits(pool_size=-1)

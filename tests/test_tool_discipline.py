@@ -48,6 +48,7 @@ def test_every_template_makes_correct_gsm8k_problems(template):
 
 
 def test_splits_are_disjoint_and_read_by_the_dataset_file_reader(tmp_path):
+    from astuner.config.schema import TaskReaderConfig
     from astuner.task_reader import build_task_reader
 
     train, val = gen.generate_sets((120, 40), seed=3)
@@ -55,11 +56,8 @@ def test_splits_are_disjoint_and_read_by_the_dataset_file_reader(tmp_path):
     assert len({p.question for p in train}) == 120
     gen.write_jsonl(train, tmp_path / "train.jsonl")
     gen.write_jsonl(val, tmp_path / "val.jsonl")
-    reader = build_task_reader(
-        {"type": "dataset_file", "dataset_file": {"training": {"file_path": str(tmp_path / "train.jsonl")},
-                                                  "validation": {"file_path": str(tmp_path / "val.jsonl")}}},
-        shuffle=False,
-    )
+    block = {"training": {"file_path": str(tmp_path / "train.jsonl")}, "validation": {"file_path": str(tmp_path / "val.jsonl")}}
+    reader = build_task_reader(TaskReaderConfig.model_validate({"type": "dataset_file", "dataset_file": block}), shuffle=False)
     tasks = reader.get_training_tasks()
     assert [t.main_query for t in tasks] == [p.question for p in train]
     assert tasks[0].metadata["answer"] == train[0].answer

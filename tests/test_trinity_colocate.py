@@ -34,8 +34,8 @@ def test_translation_pins_the_colocated_engine_to_gpu_0(tmp_path):
 def test_the_launch_flags_colocated_runs_only(tmp_path):
     from astuner.backbone.trinity.launch import actor_env
 
-    assert actor_env(None, tmp_path, "colocate")[colocate.COLOCATE_ENV] == "1"
-    assert colocate.COLOCATE_ENV not in actor_env(None, tmp_path, "both")
+    assert actor_env(tmp_path, "colocate")[colocate.COLOCATE_ENV] == "1"
+    assert colocate.COLOCATE_ENV not in actor_env(tmp_path, "both")
 
 
 class _Remote:

@@ -165,7 +165,7 @@ def test_multicast_stays_off_unless_the_user_set_it(monkeypatch, tmp_path):
     assert multicast_off_env() == {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
                                    "NVSHMEM_DISABLE_NVLS": "1"}
     monkeypatch.setenv("NCCL_NVLS_ENABLE", "1")
-    env = actor_env(None, tmp_path)
+    env = actor_env(tmp_path)
     assert env["NCCL_NVLS_ENABLE"] == "1" and env["TORCH_SYMM_MEM_DISABLE_MULTICAST"] == "1"
 
 

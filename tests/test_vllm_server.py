@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from astuner import procs
+from astuner.config.schema_rollout import VllmEngineConfig
 from astuner.engine import server_guard
 from astuner.engine.base import SamplingParams
 from astuner.engine.vllm_engine import build_vllm_engine
@@ -93,10 +94,11 @@ def fake_vllm(tmp_path, monkeypatch):
         os.kill(pid, signal.SIGKILL)
 
 
-def start_engine(tmp_path: Path, **section):
-    section.setdefault("port", free_tcp_port())
+def start_engine(tmp_path: Path, **settings):
+    settings.setdefault("port", free_tcp_port())
     return build_vllm_engine(
-        section, "/models/tiny", seed=7, log_dir=tmp_path / "run", max_model_len=4096, say=lambda _: None
+        VllmEngineConfig(**settings), "/models/tiny", seed=7, log_dir=tmp_path / "run", max_model_len=4096,
+        say=lambda _: None,
     )
 
 
@@ -237,8 +239,9 @@ def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(fake_vllm, tmp_path, 
 
 EXIT_SCRIPT = """
 import sys
+from astuner.config.schema_rollout import VllmEngineConfig
 from astuner.engine.vllm_engine import build_vllm_engine
-engine = build_vllm_engine({{"port": {port}}}, "/m", seed=0, log_dir={log_dir!r}, max_model_len=None, say=print)
+engine = build_vllm_engine(VllmEngineConfig(port={port}), "/m", seed=0, log_dir={log_dir!r}, max_model_len=None, say=print)
 print("ready", flush=True)
 sys.stdin.readline()
 if sys.argv[1] == "raise":

@@ -28,7 +28,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -40,6 +40,9 @@ from astuner.rollout import RolloutResult, Rollouts, summarize
 from astuner.schema import Task
 from astuner.task_reader import build_task_reader
 from astuner.tracking.summary_plot import SUMMARY_PNG, plot_summary
+
+if TYPE_CHECKING:
+    import argparse
 
 MAX_LISTED_FAILURES = 20
 """Failed rollouts listed by id in the summary (all are counted; every error is in the rollouts file)."""
@@ -54,7 +57,7 @@ def select_tasks(config: Config) -> list[Task]:
     return tasks[: a.debug.debug_first_n_tasks]
 
 
-def run(config: Config, exp_dir: Path, args: Any = None) -> int:
+def run(config: Config, exp_dir: Path, args: argparse.Namespace | None = None) -> int:
     """CLI entry: exit code 1 when every rollout failed, else 0 (failures are counted and shown).
 
     Ctrl-C and SIGTERM propagate as ``KeyboardInterrupt`` and ``Terminated`` after the summary of

@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
@@ -45,7 +45,14 @@ from astuner.task_reader import build_task_reader
 from astuner.tracking.names import TrackerUnavailable, check_trackers
 from astuner.tracking.table import completion_rows
 
-def run(config: Any, exp_dir: Path, args: Any = None) -> int:
+if TYPE_CHECKING:
+    import argparse
+
+    from astuner.config.schema import Config
+
+
+def run(config: Config, exp_dir: Path, args: argparse.Namespace | None = None) -> int:
+    """CLI entry (``astuner.backbone.load_backbone("local")``); ``args`` (the command line) is not read."""
     a = config.astuner
     if a.rollout.engine.type not in ("transformers", "vllm"):
         raise SetupError(
@@ -82,7 +89,7 @@ def _dtype(name: str, device: torch.device) -> torch.dtype:
 class LocalTrainer:
     """The training loop; one instance per run."""
 
-    def __init__(self, config: Any, exp_dir: Path) -> None:
+    def __init__(self, config: Config, exp_dir: Path) -> None:
         self.config = config
         self.exp_dir = exp_dir
         a = config.astuner

@@ -12,13 +12,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astuner.chat_template import ChatTemplate, ChatTemplateError
 from astuner.engine import build_engine
 from astuner.engine.base import Engine, EngineError
 from astuner.components import judge_class, workflow_class
 from astuner.rollout import Rollouts
+
+if TYPE_CHECKING:
+    from astuner.config.schema import Config
 
 TINY_MODEL = "astuner://tiny"
 
@@ -53,8 +56,12 @@ def model_path(path: str) -> str:
     return path
 
 
-def build_runtime(config: Any, *, tokenizer: Any = None, engine: Engine | None = None) -> Runtime:
-    """Everything a rollout needs; a backbone that owns the model passes its tokenizer and engine."""
+def build_runtime(config: Config, *, tokenizer: Any = None, engine: Engine | None = None) -> Runtime:
+    """Everything a rollout needs; a backbone that owns the model passes its tokenizer and engine.
+
+    The engine is built from the ``astuner.rollout.engine`` block; the judge and ``Rollouts`` get the
+    whole config (judges and seed-style workflows are handed it).
+    """
     a = config.astuner
     workflow_cls = _resolve_key("astuner.rollout.agentscope_workflow", workflow_class, a.rollout.agentscope_workflow)
     judge_cls = _resolve_key("astuner.task_judge.judge_protocol", judge_class, a.task_judge.judge_protocol)
@@ -68,16 +75,15 @@ def build_runtime(config: Any, *, tokenizer: Any = None, engine: Engine | None =
     try:
         engine = engine or build_engine(
             a.rollout.engine, path, tokenizer, template.turn.end_of_turn_id, seed=a.seed,
-            log_dir=_experiment_dir(config), max_model_len=a.rollout.max_model_len,
+            log_dir=_experiment_dir(a.experiment_dir), max_model_len=a.rollout.max_model_len,
         )
     except (ValueError, EngineError) as exc:
         raise SetupError(f"astuner.rollout.engine: {exc}") from exc
     return Runtime(tokenizer, template, engine, Rollouts(config, engine, template, workflow_cls, judge), path)
 
 
-def _experiment_dir(config: Any) -> str | None:
-    """The run's directory once the launch has set it (an absolute path), else None."""
-    directory = config.astuner.experiment_dir
+def _experiment_dir(directory: str) -> str | None:
+    """``astuner.experiment_dir`` once the launch has set it (an absolute path), else None."""
     return directory if os.path.isabs(directory) else None
 
 

@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astuner.engine.base import Completion, EngineError, SamplingParams
 from astuner.engine.openai_engine import OpenAIEngine
@@ -45,6 +45,9 @@ from astuner.engine.vllm_server import (
     find_launcher,
     visible_gpu_count,
 )
+
+if TYPE_CHECKING:
+    from astuner.config.schema_rollout import VllmEngineConfig
 
 WEIGHTS_DIR = "vllm_weights"
 WEIGHT_SYNCS = ("reload", "restart")
@@ -157,15 +160,8 @@ class VllmEngine:
             client.close()
 
 
-def _setting(section: Any, key: str, default: Any) -> Any:
-    if section is None:
-        return default
-    value = section.get(key, default) if isinstance(section, dict) else getattr(section, key, default)
-    return default if value is None else value
-
-
 def build_vllm_engine(
-    section: Any,
+    section: VllmEngineConfig,
     model_path: str,
     *,
     seed: int,
@@ -173,45 +169,46 @@ def build_vllm_engine(
     max_model_len: int | None,
     say: Callable[[str], None] | None = None,
 ) -> VllmEngine:
-    """Start ``vllm serve model_path`` as the ``engine.vllm`` section says and return its engine.
+    """Start ``vllm serve model_path`` as the ``engine.vllm`` block says and return its engine.
 
-    The log is ``log_dir/vllm_server.log`` (a new temporary directory when ``log_dir`` is empty).
-    Raises ``VllmNotInstalled`` before starting anything when vLLM is missing, ``VllmStartError``
-    when the server does not come up.
+    ``seed`` is the server's seed when the block leaves ``seed`` null. The log is
+    ``log_dir/vllm_server.log`` (a new temporary directory when ``log_dir`` is empty). Raises
+    ``VllmNotInstalled`` before starting anything when vLLM is missing, ``VllmStartError`` when
+    the server does not come up.
     """
     say = say or (lambda msg: print(msg, flush=True))
-    launcher = find_launcher(_setting(section, "executable", ""))
-    requested = int(_setting(section, "tensor_parallel_size", 1))
+    launcher = find_launcher(section.executable)
+    requested = section.tensor_parallel_size
     tensor_parallel = clamp_tensor_parallel(requested, visible_gpu_count())
     if tensor_parallel != requested:
         say(f"astuner: vllm tensor_parallel_size {requested} -> {tensor_parallel} (visible GPUs)")
     options = ServeOptions(
         served_model_name=str(model_path),
-        seed=int(_setting(section, "seed", seed)),
+        seed=seed if section.seed is None else section.seed,
         max_model_len=max_model_len,
-        host=_setting(section, "host", "127.0.0.1"),
+        host=section.host,
         tensor_parallel_size=tensor_parallel,
-        gpu_memory_utilization=float(_setting(section, "gpu_memory_utilization", 0.9)),
-        max_num_seqs=int(_setting(section, "max_num_seqs", 0)),
-        enforce_eager=bool(_setting(section, "enforce_eager", True)),
-        dtype=_setting(section, "dtype", "auto"),
-        sleep_mode=_setting(section, "weight_sync", "reload") == "reload",
-        extra_args=list(_setting(section, "extra_args", [])),
+        gpu_memory_utilization=section.gpu_memory_utilization,
+        max_num_seqs=section.max_num_seqs,
+        enforce_eager=section.enforce_eager,
+        dtype=section.dtype,
+        sleep_mode=section.weight_sync == "reload",
+        extra_args=list(section.extra_args),
     )
     directory = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="astuner-vllm-"))
     server = VllmServer(
         launcher,
         options,
-        port=int(_setting(section, "port", 18000)),
+        port=section.port,
         log_path=directory / LOG_NAME,
-        startup_timeout_s=float(_setting(section, "startup_timeout_s", 1800.0)),
+        startup_timeout_s=section.startup_timeout_s,
         say=say,
     )
     engine = VllmEngine(
         server,
         model_path,
         weights_root=directory / WEIGHTS_DIR,
-        request_timeout_s=float(_setting(section, "request_timeout_s", 600.0)),
-        weight_sync=str(_setting(section, "weight_sync", "reload")),
+        request_timeout_s=section.request_timeout_s,
+        weight_sync=section.weight_sync,
     )
     return engine.start()

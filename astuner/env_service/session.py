@@ -1,7 +1,7 @@
 """One rollout's env instance: created before the workflow, always released after the judge.
 
-``env_for_rollout(config, workflow_task, metrics)`` is the one thing the rollout runner calls.
-When ``task_reader.type`` is ``env_service`` it
+``env_for_rollout(reader, workflow_task, metrics)`` is the one thing the rollout runner calls, with
+the run's ``astuner.task_reader`` block. When its ``type`` is ``env_service`` it
 
 1. creates an instance named ``workflow_task.task_env_uuid`` (new for every attempt) of the task;
 2. gives the workflow a copy of the task whose ``init_messages`` are the instance's first
@@ -26,32 +26,29 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 from astuner.env_service.client import EnvClient, EnvServiceError, RetryPolicy
 from astuner.env_service.gym_env import EnvServiceGymEnv
 
+if TYPE_CHECKING:
+    from astuner.config.schema_task import EnvServiceConfig, TaskReaderConfig
+    from astuner.schema import WorkflowTask
+
 logger = logging.getLogger(__name__)
 
 
-def client_from_config(block: Any) -> EnvClient:
-    """An :class:`EnvClient` for the ``task_reader.env_service`` block (pydantic model or dict)."""
-
-    def value(key: str, default: Any) -> Any:
-        return block.get(key, default) if isinstance(block, dict) else getattr(block, key, default)
-
-    policy = RetryPolicy(
-        timeout_s=float(value("timeout_s", RetryPolicy.timeout_s)),
-        max_retries=int(value("max_retries", RetryPolicy.max_retries)),
-        backoff_s=float(value("retry_backoff_s", RetryPolicy.backoff_s)),
-    )
-    return EnvClient(str(value("env_url", "")), policy)
+def client_from_config(block: EnvServiceConfig) -> EnvClient:
+    """An :class:`EnvClient` for the ``task_reader.env_service`` block (URL, timeout and retries)."""
+    policy = RetryPolicy(timeout_s=block.timeout_s, max_retries=block.max_retries, backoff_s=block.retry_backoff_s)
+    return EnvClient(block.env_url, policy)
 
 
 @asynccontextmanager
-async def env_for_rollout(config: Any, workflow_task: Any, metrics: dict) -> AsyncIterator[EnvServiceGymEnv | None]:
+async def env_for_rollout(
+    reader: TaskReaderConfig, workflow_task: WorkflowTask, metrics: dict
+) -> AsyncIterator[EnvServiceGymEnv | None]:
     """Hold the rollout's env instance around its body; see the module docstring."""
-    reader = config.astuner.task_reader
     if reader.type != "env_service":
         yield None
         return

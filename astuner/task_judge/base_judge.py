@@ -13,7 +13,10 @@ reward bypasses it; that is the rollout runner's rule), and it does not catch a 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from astuner.config.schema import AstunerConfig, Config, TaskJudgeConfig
 
 _RESERVED = ("workflow_task", "task_core_arg", "workflow_output")
 
@@ -114,43 +117,43 @@ def _from_workflow_output(task: Any, output: Any) -> JudgeInput:
     return data
 
 
-def config_value(config: Any, path: str, default: Any) -> Any:
-    """``config.astuner.<path>`` (or ``config.astune.<path>``, or ``config.<path>``) read through
-    attributes or mapping keys; ``default`` when any step is missing or the value is None."""
+def task_judge_settings(config: Config | AstunerConfig | Mapping[str, Any] | None) -> TaskJudgeConfig:
+    """The ``astuner.task_judge`` block of the config a judge was built with.
+
+    astuner builds every judge with the run's ``Config``; None gives the schema's defaults. Judges
+    built by user code may also have been given an ``AstunerConfig`` or a config file's data as a
+    mapping (under an ``astuner:`` or seed-era ``astune:`` root, or without one): the mapping is
+    validated here, once, so a wrong key is an error rather than a silent default.
+    """
+    from astuner.config.schema import AstunerConfig, Config, TaskJudgeConfig
+
     if config is None:
-        return default
-    for root in ("astuner", "astune", None):
-        node = config if root is None else _step(config, root)
-        if node is None:
-            continue
-        for part in path.split("."):
-            node = _step(node, part)
-            if node is None:
-                break
-        else:
-            return node
-    return default
-
-
-def _step(node: Any, name: str) -> Any:
-    if isinstance(node, Mapping):
-        return node.get(name)
-    return getattr(node, name, None)
+        return TaskJudgeConfig()
+    if isinstance(config, Config):
+        return config.astuner.task_judge
+    if isinstance(config, AstunerConfig):
+        return config.task_judge
+    if isinstance(config, Mapping):
+        root = next((config[key] for key in ("astuner", "astune") if key in config), config)
+        return AstunerConfig.model_validate(dict(root or {})).task_judge
+    raise TypeError(f"a judge's config must be astuner's Config (or None), got {type(config).__name__}")
 
 
 class BaseJudge:
     """Turns what a rollout produced into ``(raw_reward, is_success)``.
 
     Subclasses implement ``judge(judge_input)``; callers use ``compute_reward`` with either call
-    style. ``config`` is the full astuner config (or None: every value then has a default).
+    style.
     """
 
-    def __init__(self, config: Any = None) -> None:
-        self.config = config
+    def __init__(self, config: Config | None = None) -> None:
+        """``config`` is the run's whole config, as astuner passes it (None in tests and scripts).
 
-    def config_value(self, path: str, default: Any) -> Any:
-        """A value under ``astuner.`` in the config, e.g. ``"task_judge.alien_llm_model"``."""
-        return config_value(self.config, path, default)
+        It stays the one untouched constructor argument, kept as ``self.config``, because seed-era
+        judges subclass this class, call ``super().__init__(config)`` and read ``self.config``
+        themselves; astuner's own judges read their settings through ``task_judge_settings``.
+        """
+        self.config = config
 
     def compute_reward(self, *args: Any, **kwargs: Any) -> tuple[float, bool]:
         """``(raw_reward, is_success)`` for ``(judge_input_dictionary)`` or

@@ -53,10 +53,19 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from astuner.task_judge.base_judge import BaseJudge, JudgeInput, JudgeInputError, JudgeUnavailableError
+from astuner.task_judge.base_judge import (
+    BaseJudge,
+    JudgeInput,
+    JudgeInputError,
+    JudgeUnavailableError,
+    task_judge_settings,
+)
 from astuner.task_judge.math_verify_guard import MathVerifier
+
+if TYPE_CHECKING:
+    from astuner.config.schema import Config
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +258,7 @@ class MathAnswerAsJudge(BaseJudge):
     use_math_verify: bool = True
     math_verify_timeout_s: float = 5.0
 
-    def __init__(self, config: Any = None) -> None:
+    def __init__(self, config: Config | None = None) -> None:
         super().__init__(config)
         self._verifier: MathVerifier | None = None
         self._counts: Counter[str] = Counter()
@@ -287,10 +296,6 @@ class MathAnswerAsJudge(BaseJudge):
         logger.debug("math judge: decided_by=%s math_verify=%s %s", decided_by, result.math_verify, result.detail)
 
 
-DEFAULT_LLM_MODEL = "qwen3-235b-a22b-instruct-2507"
-DEFAULT_LLM_BASE_URL = "https://dashscope.aliyuncs.com/compatible-mode/v1"
-DEFAULT_LLM_API_KEY_ENV = "DASHSCOPE_API_KEY"
-
 _SYSTEM_PROMPT = (
     "You check answers to math problems. Compare the result I give with the reference result. "
     "If they state the same final value (formatting, units and trailing zeros do not matter), "
@@ -321,14 +326,15 @@ class MathAnswerAndLlmAsJudge(MathAnswerAsJudge):
     retry_backoff_s: float = 1.0
     """First pause between attempts; doubles after each failure."""
 
-    def __init__(self, config: Any = None) -> None:
+    def __init__(self, config: Config | None = None) -> None:
         super().__init__(config)
-        self.model = self.config_value("task_judge.alien_llm_model", DEFAULT_LLM_MODEL)
-        self.base_url = self.config_value("task_judge.alien_llm_base_url", DEFAULT_LLM_BASE_URL)
-        self.api_key_env = self.config_value("task_judge.alien_llm_api_key_env", DEFAULT_LLM_API_KEY_ENV)
-        self.max_attempts = max(1, int(self.config_value("task_judge.alien_llm_max_retries", 4)))
-        self.timeout_s = float(self.config_value("task_judge.alien_llm_timeout_s", 60))
-        self.response_length = int(self.config_value("task_judge.alien_llm_response_length", 512))
+        settings = task_judge_settings(config)
+        self.model = settings.alien_llm_model
+        self.base_url = settings.alien_llm_base_url
+        self.api_key_env = settings.alien_llm_api_key_env
+        self.max_attempts = max(1, settings.alien_llm_max_retries)
+        self.timeout_s = settings.alien_llm_timeout_s
+        self.response_length = settings.alien_llm_response_length
         self._client = None
 
     def judge(self, judge_input: JudgeInput) -> tuple[float, bool]:

@@ -12,15 +12,11 @@
 
 Building a reader only checks the config; files, datasets and services are read when tasks are
 asked for, and every failure is a :class:`TaskReaderError`.
-
-The config may be the pydantic ``task_reader`` model from ``astuner.config`` or a plain dict with
-the same keys (handy in tests and scripts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from astuner.task_reader.base import TaskReader, TaskReaderError
 from astuner.task_reader.dataset_file import DatasetFileTaskReader, read_task_file
@@ -29,6 +25,9 @@ from astuner.task_reader.gsm8k import gsm8k_reference
 from astuner.task_reader.hf_dataset import HuggingFaceTaskReader
 from astuner.task_reader.random_dummy import RandomDummyTaskReader
 from astuner.task_reader.shuffle import ShuffledTaskReader
+
+if TYPE_CHECKING:
+    from astuner.config.schema_task import HuggingfaceDatRepoConfig, JsonlDatasetFileConfig, TaskReaderConfig
 
 __all__ = [
     "DatasetFileTaskReader",
@@ -47,24 +46,23 @@ __all__ = [
 VALID_TYPES = ("huggingface_dat_repo", "jsonl_dataset_file", "dataset_file", "random_dummy", "env_service")
 
 
-def build_task_reader(reader_cfg: Any, seed: int = 42, shuffle: bool = True) -> TaskReader:
-    """Build the reader that ``reader_cfg`` (the ``task_reader`` block) describes.
+def build_task_reader(reader_cfg: TaskReaderConfig, seed: int = 42, shuffle: bool = True) -> TaskReader:
+    """Build the reader that ``reader_cfg`` (the ``astuner.task_reader`` block) describes.
 
     With ``shuffle`` (the default) both task lists are shuffled by ``random.Random(seed)``: the same
     seed gives the same order every time, and the global ``random`` state is untouched. With
-    ``shuffle=False`` tasks keep their source order (row / line order).
+    ``shuffle=False`` tasks keep their source order (row / line order). A type no reader here
+    implements is a ``TaskReaderError`` naming the valid ones.
     """
-    if reader_cfg is None:
-        raise TaskReaderError("task_reader config is missing")
-    reader_type = _get(reader_cfg, "type")
+    reader_type = reader_cfg.type
     if reader_type == "huggingface_dat_repo":
-        reader: TaskReader = _build_hf(_get(reader_cfg, "huggingface_dat_repo"))
+        reader: TaskReader = _build_hf(reader_cfg.huggingface_dat_repo)
     elif reader_type in ("jsonl_dataset_file", "dataset_file"):
-        reader = _build_dataset_file(reader_cfg, reader_type)
+        reader = _build_dataset_file(reader_cfg.jsonl_dataset_file)
     elif reader_type == "random_dummy":
         reader = RandomDummyTaskReader()
     elif reader_type == "env_service":
-        reader = env_service_reader(_get(reader_cfg, "env_service"))
+        reader = env_service_reader(reader_cfg.env_service)
     else:
         raise TaskReaderError(
             f"unknown task_reader.type {reader_type!r}; valid types: {', '.join(VALID_TYPES)}"
@@ -72,37 +70,19 @@ def build_task_reader(reader_cfg: Any, seed: int = 42, shuffle: bool = True) -> 
     return ShuffledTaskReader(reader, seed) if shuffle else reader
 
 
-def _build_hf(block: Any) -> HuggingFaceTaskReader:
-    if block is None:
-        raise TaskReaderError("task_reader.huggingface_dat_repo is missing (needs dataset_path)")
+def _build_hf(block: HuggingfaceDatRepoConfig) -> HuggingFaceTaskReader:
     return HuggingFaceTaskReader(
-        dataset_path=_get(block, "dataset_path") or "",
-        dataset_name=_get(block, "dataset_name") or None,
-        training_split=_get(block, "training_split", "train"),
-        validation_split=_get(block, "validation_split", "validation"),
+        dataset_path=block.dataset_path,
+        dataset_name=block.dataset_name or None,
+        training_split=block.training_split,
+        validation_split=block.validation_split,
     )
 
 
-def _build_dataset_file(reader_cfg: Any, reader_type: str) -> DatasetFileTaskReader:
-    """Use the first of the two same-shaped blocks that names a file, the one matching ``type`` first.
-
-    The block was renamed from ``dataset_file`` to ``jsonl_dataset_file`` upstream; configs of
-    either era set only one of them, and a typed config may fill the other with empty defaults.
-    """
-    other = "dataset_file" if reader_type == "jsonl_dataset_file" else "jsonl_dataset_file"
-    for key in (reader_type, other):
-        block = _get(reader_cfg, key)
-        training = _get(_get(block, "training"), "file_path") or ""
-        validation = _get(_get(block, "validation"), "file_path") or ""
-        if training or validation:
-            return DatasetFileTaskReader(str(training), str(validation), config_key=key)
-    raise TaskReaderError(f"task_reader.{reader_type}.training.file_path is empty (no task file configured)")
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    """``obj.key`` or ``obj[key]``; ``default`` when ``obj`` is None or lacks the key."""
-    if obj is None:
-        return default
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
+def _build_dataset_file(block: JsonlDatasetFileConfig) -> DatasetFileTaskReader:
+    """The JSONL/parquet reader; a block that names no file at all is an error when the reader is built."""
+    training = block.training.file_path
+    validation = block.validation.file_path
+    if not training and not validation:
+        raise TaskReaderError("task_reader.jsonl_dataset_file.training.file_path is empty (no task file configured)")
+    return DatasetFileTaskReader(training, validation)

@@ -36,23 +36,16 @@ SUPPORTED_SUFFIXES = (".jsonl", ".parquet")
 
 
 class DatasetFileTaskReader(TaskReader):
-    """Reads training and validation tasks from one file each.
+    """Reads training and validation tasks from one file each (``task_reader.jsonl_dataset_file``)."""
 
-    ``config_key`` only names the config block in error messages (``jsonl_dataset_file`` or
-    ``dataset_file``).
-    """
-
-    def __init__(
-        self, training_path: str = "", validation_path: str = "", config_key: str = "jsonl_dataset_file"
-    ) -> None:
+    def __init__(self, training_path: str = "", validation_path: str = "") -> None:
         self.training_path = training_path or ""
         self.validation_path = validation_path or ""
-        self.config_key = config_key
 
     def get_training_tasks(self) -> list[Task]:
         if not self.training_path:
             raise TaskReaderError(
-                f"no training file: task_reader.{self.config_key}.training.file_path is empty"
+                "no training file: task_reader.jsonl_dataset_file.training.file_path is empty"
             )
         return read_task_file(self.training_path)
 

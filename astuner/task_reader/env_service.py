@@ -22,11 +22,14 @@ are not checked against what ``create`` later accepts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astuner.env_service import EnvClient, EnvServiceError, client_from_config
 from astuner.schema import Task
 from astuner.task_reader.base import TaskReader, TaskReaderError
+
+if TYPE_CHECKING:
+    from astuner.config.schema_task import EnvServiceConfig
 
 NOT_DEFINED = "[not defined]"
 
@@ -81,16 +84,10 @@ class EnvServiceTaskReader(TaskReader):
         raise TaskReaderError(f"{where}: entry {index} is {entry!r}; expected a task id or an object with 'task_id'")
 
 
-def env_service_reader(block: Any) -> EnvServiceTaskReader:
-    """The reader for the ``task_reader.env_service`` config block (pydantic model or dict)."""
-    if block is None:
-        raise TaskReaderError("task_reader.env_service is missing (needs env_url and env_type)")
-
-    def value(key: str, default: Any) -> Any:
-        return block.get(key, default) if isinstance(block, dict) else getattr(block, key, default)
-
+def env_service_reader(block: EnvServiceConfig) -> EnvServiceTaskReader:
+    """The reader for the ``task_reader.env_service`` block; a malformed ``env_url`` is a ``TaskReaderError``."""
     try:
         client = client_from_config(block)
     except ValueError as exc:
         raise TaskReaderError(f"task_reader.env_service.env_url: {exc}") from exc
-    return EnvServiceTaskReader(client, value("env_type", ""), value("training_split", "train"), value("validation_split", "dev"))
+    return EnvServiceTaskReader(client, block.env_type, block.training_split, block.validation_split)

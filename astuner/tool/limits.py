@@ -19,7 +19,10 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from astuner.config.schema import PythonToolConfig
 
 ISOLATION_LEVELS = ("auto", "process", "bwrap")
 
@@ -65,14 +68,9 @@ class ToolLimits:
             )
 
     @classmethod
-    def from_config(cls, config: Any) -> ToolLimits:
-        """Limits from any object (or dict) carrying some of these fields by name, such as the
-        ``astuner.python_tool`` config block; absent fields keep their defaults. Duck-typed so
-        this module never imports the config package, which sits above it."""
-        get = config.get if isinstance(config, dict) else (lambda name, default: getattr(config, name, default))
-        missing = object()
-        values = {f.name: get(f.name, missing) for f in dataclasses.fields(cls)}
-        return cls(**{name: value for name, value in values.items() if value is not missing})
+    def from_config(cls, block: PythonToolConfig) -> ToolLimits:
+        """The limits the ``astuner.python_tool`` block sets (it has a field for each of ours)."""
+        return cls(**{f.name: getattr(block, f.name) for f in dataclasses.fields(cls)})
 
 
 def rlimits(limits: ToolLimits, timeout_s: float) -> dict[str, int]:

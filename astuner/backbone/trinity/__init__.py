@@ -14,11 +14,19 @@ backbones work without the ``[trinity]`` extra.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
+    from astuner.config.schema import Config
 
 
-def run(config: Any, exp_dir: Path, args: Any = None) -> int:
-    """CLI entry (``astuner.backbone.load_backbone("trinity")``); exit code 0 when Trinity succeeded."""
+def run(config: Config, exp_dir: Path, args: argparse.Namespace | None = None) -> int:
+    """CLI entry (``astuner.backbone.load_backbone("trinity")``); exit code 0 when Trinity succeeded.
+
+    ``args`` is the command line; the launch reads its ``--with-ray``.
+    """
     from astuner.backbone.runtime import SetupError
 
     try:

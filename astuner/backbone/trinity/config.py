@@ -94,7 +94,7 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astuner.backbone.runtime import model_path as resolve_model_path
 from astuner.backbone.trinity.layout import (
@@ -106,6 +106,9 @@ from astuner.backbone.trinity.layout import (
 )
 from astuner.config.schema import Config
 from astuner.tracking.names import trinity_monitor
+
+if TYPE_CHECKING:
+    from trinity.common.config import Config as TrinityConfig
 
 WORKFLOW_NAME = "astuner_workflow"
 READER_NAME = "astuner"
@@ -326,7 +329,7 @@ def write_trinity_config(data: dict, exp_dir: Path) -> Path:
     return path
 
 
-def check_with_trinity(path: Path) -> Any:
+def check_with_trinity(path: Path) -> TrinityConfig:
     """Trinity's own validation: ``load_config`` then ``check_and_update`` (in place); returns the checked config.
 
     Raises ``TranslationError`` with Trinity's message when either rejects it. ``check_and_update``

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astuner import procs
 from astuner.backbone.runtime import SetupError
@@ -50,11 +50,18 @@ from astuner.ray_service import (
     wait_as_worker,
 )
 
+if TYPE_CHECKING:
+    import argparse
+
+    from trinity.common.config import Config as TrinityConfig
+
+    from astuner.config.schema import Config
+
 KEEP_RAY_ENV = "ASTUNER_KEEP_RAY"
 """Set to ``1`` to keep the Ray head a ``--with-ray`` run started after the run ends."""
 
 
-def has_validation_tasks(config: Any) -> bool:
+def has_validation_tasks(config: Config) -> bool:
     from astuner.backbone.trinity.worker import tasks_for_split
     from astuner.task_reader import TaskReaderError
 
@@ -64,7 +71,7 @@ def has_validation_tasks(config: Any) -> bool:
         return False
 
 
-def check_before_launch(config: Any) -> None:
+def check_before_launch(config: Config) -> None:
     """Fail here, in one line, on what would otherwise fail inside a Ray actor: the workflow and judge
     must resolve and the training split must have tasks (``TaskReaderError`` names a bad reader)."""
     from astuner.backbone.trinity.worker import tasks_for_split
@@ -82,7 +89,7 @@ def check_before_launch(config: Any) -> None:
         raise SetupError("astuner.task_reader: the training split has no tasks")
 
 
-def prepare(config: Any, exp_dir: Path) -> tuple[Path, Any]:
+def prepare(config: Config, exp_dir: Path) -> tuple[Path, TrinityConfig]:
     """Step 2: write ``trinity_config.yaml`` and return it with Trinity's checked config."""
     check_before_launch(config)
     with_validation = has_validation_tasks(config)
@@ -104,7 +111,7 @@ def prepare(config: Any, exp_dir: Path) -> tuple[Path, Any]:
     return path, checked
 
 
-def actor_env(config: Any, exp_dir: Path, mode: str = "") -> dict[str, str]:
+def actor_env(exp_dir: Path, mode: str = "") -> dict[str, str]:
     """Variables every Trinity actor gets, on top of Trinity's own (``Config.get_envs``); in
     ``mode`` colocate also the flag that makes the plugin start the engine on the shared GPU."""
     env = {
@@ -118,7 +125,7 @@ def actor_env(config: Any, exp_dir: Path, mode: str = "") -> dict[str, str]:
     return env
 
 
-def connect(checked: Any, env: dict[str, str]) -> None:
+def connect(checked: TrinityConfig, env: dict[str, str]) -> None:
     """Step 4: ``ray.init`` with astuner's runtime env, then the GPU-count check."""
     import ray
 
@@ -164,8 +171,9 @@ def _wait_for_gpus(ray: Any, need: int) -> int:
         time.sleep(2.0)
 
 
-def launch(config: Any, exp_dir: Path, args: Any = None) -> int:
-    with_ray = bool(getattr(args, "with_ray", False))
+def launch(config: Config, exp_dir: Path, args: argparse.Namespace | None = None) -> int:
+    """Steps 1 to 5 of the module docstring; ``args`` is the command line (its ``--with-ray``; None: off)."""
+    with_ray = bool(args is not None and args.with_ray)
     cluster = cluster_settings() if with_ray else None
     if cluster is not None and not cluster[2]:
         node = ensure_ray()
@@ -177,7 +185,7 @@ def launch(config: Any, exp_dir: Path, args: Any = None) -> int:
         node = ensure_ray()
         print(f"astuner: {describe(node)}", flush=True)
     try:
-        return _train(config, exp_dir, checked)
+        return _train(exp_dir, checked)
     finally:
         if node is not None and node.started:
             stop_started_head(node)
@@ -195,11 +203,11 @@ def stop_started_head(node: RayNode) -> None:
           f"{len(report.descendants)} process(es) below it)", flush=True)
 
 
-def _train(config: Any, exp_dir: Path, checked: Any) -> int:
+def _train(exp_dir: Path, checked: TrinityConfig) -> int:
     from astuner.backbone.trinity.plugin import register
 
     register()
-    connect(checked, actor_env(config, exp_dir, str(checked.mode)))
+    connect(checked, actor_env(exp_dir, str(checked.mode)))
     from trinity.cli.launcher import run_stage
 
     status = run_stage(checked)

@@ -20,6 +20,7 @@ from typing import Any
 
 from trinity.buffer.buffer_reader import BufferReader
 from trinity.buffer.schema import FORMATTER
+from trinity.common.config import StorageConfig
 
 from astuner.backbone.trinity.worker import config_path, load_astuner_config, tasks_for_split
 
@@ -27,7 +28,9 @@ from astuner.backbone.trinity.worker import config_path, load_astuner_config, ta
 class AstunerTaskReader(BufferReader):
     """Serves astuner's tasks to Trinity's explorer (see the module docstring)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: StorageConfig) -> None:
+        """``config`` is the taskset's Trinity ``StorageConfig`` (Trinity's reader contract); the astuner
+        config it points at is loaded here, once per reader."""
         path = config.path if str(config.path or "").endswith((".yaml", ".yml")) else None
         args = config.workflow_args or {}
         self.config = config

@@ -17,9 +17,17 @@ import sys
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astuner.backbone.trinity.config import CONFIG_ENV, LAUNCH_DIR_ENV
+
+if TYPE_CHECKING:
+    from trinity.common.config import GenerationConfig
+
+    from astuner.chat_template import ChatTemplate
+    from astuner.config.schema import Config
+    from astuner.engine.base import Engine
+    from astuner.rollout import Rollouts
 
 _lock = threading.Lock()
 _runtimes: dict[str, "WorkerRuntime"] = {}
@@ -53,7 +61,8 @@ def config_path(explicit: str | None = None) -> str:
     return path
 
 
-def load_astuner_config(path: str, launch_dir: str | None = None) -> Any:
+def load_astuner_config(path: str, launch_dir: str | None = None) -> Config:
+    """The run's typed config, loaded from its ``yaml_backup.yaml`` (the one form it crosses Ray in)."""
     from astuner.config import ConfigError, load_config
 
     enter_launch_dir(launch_dir)
@@ -67,32 +76,28 @@ def load_astuner_config(path: str, launch_dir: str | None = None) -> Any:
 class WorkerRuntime:
     """Everything a rollout needs except the engine, built once per process and config."""
 
-    config: Any
+    config: Config
     tokenizer: Any
-    template: Any
+    template: ChatTemplate
     workflow_cls: type
     judge: Any
 
-    def rollouts(self, engine: Any, rollout_args: Any = None, salt: Any = 0) -> Any:
+    def rollouts(self, engine: Engine, rollout_args: GenerationConfig | None = None, salt: object = 0) -> Rollouts:
         """A ``Rollouts`` on ``engine`` sampling with the task's ``rollout_args`` (Trinity's
-        ``GenerationConfig``: temperature, top_p, top_k; None keeps astuner's ``rollout`` values).
-        ``salt`` (the explore step) varies the per-rollout sampling seeds between steps."""
+        ``GenerationConfig``: its temperature, top_p and top_k where set; None keeps astuner's
+        ``rollout`` values). ``salt`` (the explore step) varies the per-rollout sampling seeds between steps."""
         from astuner.rollout import Rollouts
 
         rollouts = Rollouts(self.config, engine, self.template, self.workflow_cls, self.judge)
         if rollout_args is not None:
-            updates = {}
-            for key in ("temperature", "top_p", "top_k"):
-                value = getattr(rollout_args, key, None)
-                if value is not None:
-                    updates[key] = value
+            chosen = {"temperature": rollout_args.temperature, "top_p": rollout_args.top_p, "top_k": rollout_args.top_k}
+            updates = {key: value for key, value in chosen.items() if value is not None}
             rollouts.settings = replace(rollouts.settings, **updates)
-        if hasattr(rollouts, "seed_salt"):
-            rollouts.seed_salt = _salt(salt)
+        rollouts.seed_salt = _salt(salt)
         return rollouts
 
 
-def _salt(value: Any) -> int:
+def _salt(value: object) -> int:
     import zlib
 
     return zlib.crc32(str(value).encode()) & 0x7FFFFFFF
@@ -132,7 +137,7 @@ def _build(path: str, launch_dir: str | None = None) -> WorkerRuntime:
     return WorkerRuntime(config, tokenizer, template, workflow_cls, judge_cls(config))
 
 
-def tasks_for_split(config: Any, split: str) -> list[dict]:
+def tasks_for_split(config: Config, split: str) -> list[dict]:
     """The astuner tasks of ``split`` as plain dicts (``raw_task`` rows)."""
     from astuner.task_reader import build_task_reader
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from astuner.experiments.tool_discipline.profiles import Profile
 
 
-def with_settings(profile: Any, assignments: list[str]) -> Any:
+def with_settings(profile: Profile, assignments: list[str]) -> Profile:
     """``profile`` with each ``FIELD=VALUE`` (dotted for ``sft.`` and ``rates.``) applied; the value
     is converted to the field's current type. Unknown fields raise ValueError."""
     for assignment in assignments:

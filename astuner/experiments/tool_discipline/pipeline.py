@@ -31,7 +31,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -39,6 +39,10 @@ from astuner.experiments.tool_discipline import problems as gen
 from astuner.experiments.tool_discipline import figures, grpo, report, sft, traces
 from astuner.experiments.tool_discipline.profiles import Profile
 from astuner.experiments.tool_discipline.teacher import TeacherEngine
+
+if TYPE_CHECKING:
+    from astuner.config.schema import Config
+    from astuner.schema import Task
 
 CONFIG = grpo.REPO / "tutorial" / "example_math_agent" / "tool_discipline.yaml"
 DEADLINE_RESERVE_S = 30.0
@@ -58,7 +62,7 @@ def path_overrides(out: Path) -> list[str]:
     ]
 
 
-def load_tasks(config: Any) -> tuple[list, list]:
+def load_tasks(config: Config) -> tuple[list[Task], list[Task]]:
     """Training and validation tasks through the configured (``dataset_file``) reader, file order."""
     from astuner.task_reader import build_task_reader
 

@@ -21,14 +21,21 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astuner.backbone.runtime import build_runtime
 from astuner.rollout import RolloutResult, summarize
 from astuner.schema import Task
 
+if TYPE_CHECKING:
+    from astuner.config.schema import Config
+    from astuner.engine.base import Engine
+    from astuner.experiments.tool_discipline.problems import Problem
+    from astuner.experiments.tool_discipline.teacher import TeacherRates
 
-def collect(config: Any, tokenizer: Any, engine: Any, tasks: Sequence[Task], *, num_repeat: int = 1, parallel: int = 64) -> list[RolloutResult]:
+
+def collect(config: Config, tokenizer: Any, engine: Engine, tasks: Sequence[Task], *, num_repeat: int = 1,
+            parallel: int = 64) -> list[RolloutResult]:
     """``num_repeat`` rollouts of every task with ``engine`` playing the model; failed ones included."""
     runtime = build_runtime(config, tokenizer=tokenizer, engine=engine)
 
@@ -48,13 +55,13 @@ class TeacherSpec:
     """What a process needs to build the teacher engine: ``TeacherEngine(problems, tokenizer,
     end_of_turn_id, rates, seed=seed)`` with the tokenizer loaded from ``tokenizer_dir``."""
 
-    problems: tuple[Any, ...]
+    problems: tuple[Problem, ...]
     tokenizer_dir: str
-    rates: Any
+    rates: TeacherRates
     seed: int
 
 
-def collect_teacher(config: Any, spec: TeacherSpec, tasks: Sequence[Task], *, num_repeat: int = 1,
+def collect_teacher(config: Config, spec: TeacherSpec, tasks: Sequence[Task], *, num_repeat: int = 1,
                     parallel: int = 64, processes: int = 1) -> list[RolloutResult]:
     """``num_repeat`` teacher rollouts of every task, in task order, in ``processes`` processes
     (contiguous chunks of the tasks; spawned, so nothing of this process's state is inherited).
@@ -73,7 +80,8 @@ def collect_teacher(config: Any, spec: TeacherSpec, tasks: Sequence[Task], *, nu
         return [r for future in futures for r in future.result()]
 
 
-def _collect_chunk(config: Any, spec: TeacherSpec, tasks: list[Task], num_repeat: int, parallel: int) -> list[RolloutResult]:
+def _collect_chunk(config: Config, spec: TeacherSpec, tasks: list[Task], num_repeat: int,
+                   parallel: int) -> list[RolloutResult]:
     from transformers import AutoTokenizer
 
     from astuner.chat_template import ChatTemplate
