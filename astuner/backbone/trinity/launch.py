@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from astuner import procs
 from astuner.backbone.runtime import SetupError
 from astuner.backbone.trinity.colocate import COLOCATE_ENV
+from astuner.backbone.trinity.outcome import log_offset, trained_steps, trainer_failure, trainer_log
 from astuner.backbone.trinity.config import (
     CONFIG_ENV,
     LAUNCH_DIR_ENV,
@@ -210,9 +211,17 @@ def _train(exp_dir: Path, checked: TrinityConfig) -> int:
     connect(checked, actor_env(exp_dir, str(checked.mode)))
     from trinity.cli.launcher import run_stage
 
+    job_dir = Path(checked.checkpoint_job_dir)
+    offset = log_offset(job_dir)
     status = run_stage(checked)
+    failure = trainer_failure(job_dir, offset) if getattr(status, "success", False) else None
+    if failure is not None:
+        print(f"astuner: Trinity's trainer failed after step {trained_steps(job_dir) or 0}: {failure} "
+              f"(log: {trainer_log(job_dir)})")
+        return 1
     if getattr(status, "success", False):
-        print(f"astuner: Trinity finished ({status.stage}); checkpoints in {checked.checkpoint_job_dir}")
+        print(f"astuner: Trinity finished ({status.stage}) at trainer step {trained_steps(job_dir)}; "
+              f"checkpoints in {checked.checkpoint_job_dir}")
         return 0
     error = getattr(status, "error", None)
     print(f"astuner: Trinity failed ({getattr(status, 'stage', '?')}): "
