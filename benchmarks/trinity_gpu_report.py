@@ -19,6 +19,7 @@ runs. Not guaranteed: that logs of another Trinity version have the same milesto
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import statistics
@@ -91,16 +92,50 @@ def trinity_run(stage_dir: Path) -> dict[str, Any]:
                 break
     steps = sorted({int(m.group(1)) for m in re.finditer(r"\bStep (\d+): \{", log)})
     runners = re.search(r"Starting Scheduler with (\d+) runners", log)
+    trainer = monitor_rows(log, "Trainer")
+    explorer = [row for row in monitor_rows(log, "Explorer") if "rollout/success/mean" in row]
+    evals = [row for row in monitor_rows(log, "Explorer") if any(k.startswith("eval/") for k in row)]
+    synced = [clock(m.group(1)) for m in re.finditer(STAMP.pattern + r".*Explorer sync_weights at step [1-9]\d* finished", log)]
     return {
         "run": "trinity",
         "milestones": marks,
         "workflow_runners": int(runners.group(1)) if runners else None,
         "completions_served": log.count("POST /v1/completions HTTP/1.1\" 200"),
         "monitor_steps_logged": steps,
+        "trainer_steps_finished": len(trainer),
+        "median_wall_per_step_s": statistics.median(b - a for a, b in zip(synced, synced[1:])) if len(synced) > 1 else None,
+        "median_trainer_step_s": median(trainer, "time/step"),
+        "median_update_actor_s": median(trainer, "time/update_actor"),
+        "median_ref_logprob_s": median(trainer, "time/ref"),
+        "trainer_tokens_per_s": median(trainer, "perf/throughput"),
+        "trainer_tokens_per_step": median(trainer, "perf/total_num_tokens"),
+        "trainer_peak_memory_gb": max((r["actor/perf/max_memory_allocated_gb"] for r in trainer
+                                       if "actor/perf/max_memory_allocated_gb" in r), default=None),
+        "median_rollout_s": median(explorer, "rollout/time/task_execution/mean"),
+        "rollout_success_by_step": [r["rollout/success/mean"] for r in explorer],
+        "validation_before": {k: v for k, v in (evals[0] if evals else {}).items() if k.endswith("/mean@2")},
         "card_peak_memory_mib": card_peak_mib(stage_dir / "gpu_mem_trinity.csv"),
         "leftover_processes_after_kill": len((stage_dir / "leftover_ps.txt").read_text().splitlines())
         if (stage_dir / "leftover_ps.txt").exists() else None,
     }
+
+
+def monitor_rows(log: str, actor: str) -> list[dict[str, Any]]:
+    """The metric dicts Trinity's monitor logged from ``actor`` (``Trainer`` or ``Explorer``), in order."""
+    rows = []
+    for line in log.splitlines():
+        if f"({actor} pid=" in line and "monitor.py" in line and ": {" in line:
+            try:
+                rows.append(ast.literal_eval(line[line.index("{"):].strip()))
+            except (ValueError, SyntaxError):
+                continue
+    return rows
+
+
+def clock(stamp: str) -> float:
+    """Seconds since midnight of a ``MM-DD HH:MM:SS`` stamp (runs here do not cross midnight)."""
+    h, m, sec = stamp.split()[-1].split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec)
 
 
 def unpack(folder: Path, work: Path) -> dict[str, Path]:
