@@ -1,7 +1,7 @@
 """The supervisor inside one sandbox: set up, wait for exactly one program, run it in a fresh
 child process, report how it ended, kill what it left behind, exit.
 
-Why a separate program: the pool (``pool.py``) starts these ahead of time, so a tool call only
+Why a separate program: the warm pool (``warm.py``) starts these ahead of time, so a tool call only
 pays for a ``fork`` of this small, already-initialised interpreter instead of an interpreter
 start-up, and the limits are applied here, by the sandboxed process itself, never through a
 ``preexec_fn`` that would fork the large training process. Each supervisor serves one program and

@@ -81,8 +81,9 @@
    user set in ``trinity:`` is never changed — a bad one is an error.
 
 Not mapped (Trinity has no equivalent or keeps its own default): ``data.max_prompt_length``
-(Trinity derives it), ``trainer_common.mini_batch_num``, ``fsdp_config``, ``algorithm.*``,
-``rollout.max_num_seqs``. Trinity's own ``check_and_update`` (``check_with_trinity``) validates
+(Trinity derives it), ``trainer_common.mini_batch_num``, ``rollout.max_num_seqs`` (a compatibility
+key nothing reads); ``fsdp_config`` and ``trainer_common.algorithm`` are refused by the loader
+unless left at upstream's defaults (``astuner/config/unsupported.py``). Trinity's own ``check_and_update`` (``check_with_trinity``) validates
 the result; it needs ``cluster.node_num``/``gpu_per_node`` (set here) so that it does not ask Ray,
 and it creates ``checkpoint_job_dir`` on disk.
 """
