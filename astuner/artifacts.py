@@ -34,6 +34,7 @@ def rollout_record(result: RolloutResult, tokenizer: Any) -> dict[str, Any]:
         "final_answer": _jsonable(result.final_answer),
         "bad_cases": result.bad_cases,
         "madness": result.madness,
+        "reward_terms": result.reward_terms,
         "num_calls": result.num_calls,
         "num_tool_calls": result.num_tool_calls,
         "timeline_breaks": result.timeline_breaks,

@@ -1,10 +1,12 @@
-"""One rollout and one group: run the workflow, judge it, flag bad cases, build samples.
+"""One rollout and one group: run the workflow, judge it, flag bad cases, score, build samples.
 
 Every backbone rolls out through ``Rollouts``. A rollout that raises (a bug in workflow or judge
 code, an unreachable LLM judge) is retried ``rollout.max_rollout_retries`` times, then returned
 with ``error`` set and no samples: the caller counts it (as a failure in the success rate,
 ``summarize``) and drops it from the update, never silently. A malformed model output is never an
-error here: the proxy turns it into text the agent sees and a counted bad case.
+error here: the proxy turns it into text the agent sees and a counted bad case. The reward the
+samples carry is the judge's shaped by the rubric of ``astuner.task_judge.rubric`` (bad-case
+penalties, the madness override), each term's part kept in ``RolloutResult.reward_terms``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from astuner.env_service.session import env_for_rollout
 from astuner.model_tuner import ModelTuner, ProxySettings
 from astuner.samples import SampleStats, build_samples
 from astuner.schema import Sample, Task, WorkflowOutput, WorkflowTask
-from astuner.task_judge.bad_cases import BAD_CASES, apply_penalties, detect_bad_cases
+from astuner.task_judge.bad_cases import BAD_CASES, detect_bad_cases
 from astuner.task_judge.turn_problems import TURN_PROBLEMS, detect_turn_problems
 from astuner.task_judge.madness import detect_madness
+from astuner.task_judge.rubric import shaping_rubric
 from astuner.tool.limits import ToolLimits, use_limits
 from astuner.workflow import run_workflow
 
@@ -60,6 +63,8 @@ class RolloutResult:
     """env_service rollouts: the instance's metrics (``astuner.env_service.session``); else empty."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """The workflow's ``metadata["metrics"]`` (agentscope.tuner functions: workflow and judge metrics)."""
+    reward_terms: dict[str, float] = field(default_factory=dict)
+    """Each rubric term's contribution to ``reward`` (``astuner.task_judge.rubric``); empty when failed."""
 
 
 class Rollouts:
@@ -138,10 +143,10 @@ class Rollouts:
         result.metrics = dict(metrics) if isinstance(metrics, Mapping) else {}
         result.bad_cases = {**detect_bad_cases(tuner.calls, result.messages), **detect_turn_problems(tuner.calls)}
         result.madness = detect_madness(tuner.calls, list(a.rollout.compute_madness_checklist))
-        reward = apply_penalties(raw_reward, result.bad_cases, a.task_judge.bad_case_penalties.model_dump())
-        if any(result.madness.values()):
-            reward = a.rollout.agent_madness_reward
-        result.raw_reward, result.reward, result.is_success = float(raw_reward), float(reward), bool(is_success)
+        rubric = shaping_rubric(a.task_judge.bad_case_penalties.model_dump(), a.rollout.agent_madness_reward)
+        score = rubric.score(raw_reward, result.bad_cases, result.madness)
+        result.raw_reward, result.reward, result.is_success = float(raw_reward), score.reward, bool(is_success)
+        result.reward_terms = score.terms
         result.samples, result.stats = build_samples(
             tuner.calls,
             reward=result.reward,
@@ -204,9 +209,10 @@ def summarize(results: list[RolloutResult]) -> dict[str, Any]:
 
     ``success_rate`` is ``successes / rollouts``: a failed rollout (workflow or judge raised after
     its retries) counts as a failure, so a crash can never raise the rate. Everything else —
-    ``reward_mean``, the per-rollout means, the bad-case and madness counts, samples and tokens —
-    is over the ``finished_rollouts`` (``rollouts - failed_rollouts``) only: a failed rollout has
-    no reward and no samples to average. Empty denominators give 0.0.
+    ``reward_mean``, the per-rollout means, the bad-case and madness counts, the mean contribution
+    of each reward term (``reward_term/<name>``), samples and tokens — is over the
+    ``finished_rollouts`` (``rollouts - failed_rollouts``) only: a failed rollout has no reward and
+    no samples to average. Empty denominators give 0.0.
     """
     ok = [r for r in results if r.error is None]
     n = len(ok)
@@ -230,6 +236,8 @@ def summarize(results: list[RolloutResult]) -> dict[str, Any]:
         summary[f"bad_case/{name}"] = sum(bool(r.bad_cases.get(name)) for r in ok)
     for name in sorted({k for r in ok for k in r.madness}):
         summary[f"madness/{name}"] = sum(bool(r.madness.get(name)) for r in ok)
+    for name in dict.fromkeys(k for r in ok for k in r.reward_terms):
+        summary[f"reward_term/{name}"] = sum(r.reward_terms.get(name, 0.0) for r in ok) / n
     if any(r.env for r in results):
         summary["env/errors"] = sum(bool(r.env.get("error") or r.env.get("release_error")) for r in results)
         summary["env/unreleased_instances"] = sum(bool(r.env.get("unreleased")) for r in results)

@@ -342,4 +342,6 @@ def _rollout_metrics(results: list[RolloutResult]) -> dict[str, float]:
     for key, value in s.items():
         if key.startswith(("bad_case/", "madness/")):
             row[key] = value / n
+        elif key.startswith("reward_term/"):  # already a mean over finished rollouts
+            row[key] = value
     return row

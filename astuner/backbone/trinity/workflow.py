@@ -67,6 +67,7 @@ def rollout_metrics(result: RolloutResult, failed_ratio: float) -> dict[str, flo
     }
     metrics.update({f"bad_case/{k}": float(bool(v)) for k, v in result.bad_cases.items()})
     metrics.update({f"madness/{k}": float(bool(v)) for k, v in result.madness.items()})
+    metrics.update({f"reward_term/{k}": float(v) for k, v in result.reward_terms.items()})
     return metrics
 
 
