@@ -309,6 +309,7 @@ def test_badges_cycle_through_locations_and_switch_samples(site):
     index, _, marks = located(site, "bad_cases_grpo", "spoofed")
     first, second = marks["bad_cases"][0]["locations"]
     b.open(srv.url_for("bad_cases_grpo", ("step_000001.jsonl", index)))
+    b.wait("document.querySelector('#bad-cases .badge') !== null")  # badges come from /api/bad_cases after load
     for loc in (first, second, first):
         b.js("document.querySelector('#bad-cases .badge').click()")
         b.wait(f"document.body.dataset.highlight === 'spoofed_tool_response:0:{loc['start']}:{loc['end']}'")
@@ -316,6 +317,7 @@ def test_badges_cycle_through_locations_and_switch_samples(site):
     loc = marks["bad_cases"][0]["locations"][0]
     b.open(srv.url_for("bad_cases_grpo", ("step_000001.jsonl", index)) + "?sample=1")
     b.wait("document.querySelector('.tab.active') && document.querySelector('.tab.active').textContent.startsWith('sample 2/2')")
+    b.wait("document.querySelector('#bad-cases .badge') !== null")
     b.js("document.querySelector('#bad-cases .badge').click()")
     b.wait(f"document.body.dataset.highlight === 'empty_reply:0:{loc['start']}:{loc['end']}'")
     assert b.js("document.querySelector('.tab.active').textContent").startswith("sample 1/2")
