@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import traceback
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -94,14 +94,24 @@ class Rollouts:
         )
         self.tool_limits = ToolLimits.from_config(a.python_tool)
 
-    async def run_group(self, task: Task, num_repeat: int, semaphore: asyncio.Semaphore | None = None) -> list[RolloutResult]:
-        """``num_repeat`` rollouts of one task, concurrently (bounded by ``semaphore``)."""
+    async def run_group(
+        self, task: Task, num_repeat: int, semaphore: asyncio.Semaphore | None = None,
+        on_result: Callable[[RolloutResult], None] | None = None,
+    ) -> list[RolloutResult]:
+        """``num_repeat`` rollouts of one task, concurrently (bounded by ``semaphore``), in repeat order.
+
+        ``on_result`` gets each rollout as it ends, after its ``semaphore`` slot is freed (the
+        debug backbone's incremental log, through ``astuner.rollout_service``)."""
 
         async def one(i: int) -> RolloutResult:
             if semaphore is None:
-                return await self.run(task, i)
-            async with semaphore:
-                return await self.run(task, i)
+                result = await self.run(task, i)
+            else:
+                async with semaphore:
+                    result = await self.run(task, i)
+            if on_result is not None:
+                on_result(result)
+            return result
 
         return list(await asyncio.gather(*(one(i) for i in range(num_repeat))))
 

@@ -23,20 +23,18 @@ for the run; the debug backbone feeds no tracker.
 from __future__ import annotations
 
 import asyncio
-import os
 import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
 from astuner.artifacts import RolloutLog, write_json
 from astuner.backbone.runtime import build_runtime
 from astuner.config.schema import Config
 from astuner.interrupt import Terminated, sigterm_raises
 from astuner.rollout import RolloutResult, Rollouts, summarize
+from astuner.rollout_service import roll_out
 from astuner.schema import Task
 from astuner.task_reader import build_task_reader
 from astuner.tracking.summary_plot import SUMMARY_PNG, plot_summary
@@ -128,22 +126,11 @@ async def _roll_out(
     rollouts: Rollouts, tasks: list[Task], num_repeat: int, max_parallel: int,
     on_finish: Callable[[RolloutResult], None],
 ) -> list[RolloutResult]:
-    """Every rollout, ``max_parallel`` at once; ``on_finish`` gets each result (finished or failed) as it ends."""
-    semaphore = asyncio.Semaphore(max(1, max_parallel))
-    quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
-    bar = tqdm(total=len(tasks) * num_repeat, desc="rollouts", unit="rollout", disable=quiet)
-
-    async def one(task: Task, i: int) -> RolloutResult:
-        async with semaphore:
-            result = await rollouts.run(task, i)
-        on_finish(result)
-        bar.update(1)
-        return result
-
-    try:
-        return list(await asyncio.gather(*(one(t, i) for t in tasks for i in range(num_repeat))))
-    finally:
-        bar.close()
+    """Every rollout, ``max_parallel`` at once, through ``astuner.rollout_service.roll_out`` (one
+    ``Rollouts.run_group`` per task); ``on_finish`` gets each result (finished or failed) as it ends,
+    and a ``rollouts`` bar counts them on a terminal. Results in task order, repeats in order. A name
+    of its own so a test can make the run fail between the engine's start and its end."""
+    return await roll_out(rollouts, tasks, num_repeat, max_parallel, on_result=on_finish, progress="rollouts")
 
 
 def _print_summary(summary: dict[str, Any], results: list[RolloutResult], rollouts_file: Path) -> None:

@@ -40,6 +40,7 @@ from astuner.backbone.policy_trainer import PolicyTrainer, TrainSettings
 from astuner.backbone.runtime import SetupError, build_runtime, model_path
 from astuner.metrics import MetricsLogger
 from astuner.rollout import RolloutResult, summarize
+from astuner.rollout_service import roll_out
 from astuner.schema import Task
 from astuner.task_reader import build_task_reader
 from astuner.tracking.names import TrackerUnavailable, check_trackers
@@ -264,7 +265,7 @@ class LocalTrainer:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         runtime.rollouts.seed_salt = step
-        results = _roll_out(runtime.rollouts, tasks, a.rollout.num_repeat, a.rollout.max_env_worker)
+        results = asyncio.run(roll_out(runtime.rollouts, tasks, a.rollout.num_repeat, a.rollout.max_env_worker))
         rollout_s = time.perf_counter() - started
         samples = [s for r in results if r.error is None for s in r.samples]
         assign_advantages(samples)
@@ -296,7 +297,7 @@ class LocalTrainer:
         val = copy.copy(runtime.rollouts)
         val.settings = replace(val.settings, temperature=vk.temperature, top_p=vk.top_p)
         val.seed_salt = -step - 1
-        results = _roll_out(val, self.val_tasks, vk.num_repeat, self.config.astuner.rollout.max_env_worker)
+        results = asyncio.run(roll_out(val, self.val_tasks, vk.num_repeat, self.config.astuner.rollout.max_env_worker))
         write_rollouts(self.exp_dir / "rollouts" / f"val_step_{step:06d}.jsonl", results, self.tokenizer)
         self.metrics.log_table(step, completion_rows(results))
         return {f"val/{k}": v for k, v in _rollout_metrics(results).items()}
@@ -308,15 +309,6 @@ def _drop_metrics_after(path: Path, step: int) -> None:
         return
     keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
     path.write_text("".join(line + "\n" for line in keep))
-
-
-def _roll_out(rollouts: Any, tasks: list[Task], num_repeat: int, max_parallel: int) -> list[RolloutResult]:
-    async def go() -> list[RolloutResult]:
-        sem = asyncio.Semaphore(max(1, max_parallel))
-        groups = await asyncio.gather(*(rollouts.run_group(t, num_repeat, sem) for t in tasks))
-        return [r for g in groups for r in g]
-
-    return asyncio.run(go())
 
 
 def _rollout_metrics(results: list[RolloutResult]) -> dict[str, float]:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from astuner.backbone.runtime import build_runtime
 from astuner.rollout import RolloutResult, summarize
+from astuner.rollout_service import roll_out
 from astuner.schema import Task
 
 if TYPE_CHECKING:
@@ -36,16 +37,11 @@ if TYPE_CHECKING:
 
 def collect(config: Config, tokenizer: Any, engine: Engine, tasks: Sequence[Task], *, num_repeat: int = 1,
             parallel: int = 64) -> list[RolloutResult]:
-    """``num_repeat`` rollouts of every task with ``engine`` playing the model; failed ones included."""
+    """``num_repeat`` rollouts of every task with ``engine`` playing the model, ``parallel`` at once
+    (``astuner.rollout_service.roll_out``); task by task in ``tasks`` order, failed ones included."""
     runtime = build_runtime(config, tokenizer=tokenizer, engine=engine)
-
-    async def run_all() -> list[RolloutResult]:
-        semaphore = asyncio.Semaphore(max(1, parallel))
-        groups = await asyncio.gather(*(runtime.rollouts.run_group(t, num_repeat, semaphore) for t in tasks))
-        return [r for g in groups for r in g]
-
     try:
-        return asyncio.run(run_all())
+        return asyncio.run(roll_out(runtime.rollouts, tasks, num_repeat, parallel))
     finally:
         runtime.close()
 
