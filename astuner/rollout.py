@@ -96,19 +96,20 @@ class Rollouts:
 
     async def run_group(
         self, task: Task, num_repeat: int, semaphore: asyncio.Semaphore | None = None,
-        on_result: Callable[[RolloutResult], None] | None = None,
+        on_result: Callable[[RolloutResult], None] | None = None, first_repeat: int = 0,
     ) -> list[RolloutResult]:
         """``num_repeat`` rollouts of one task, concurrently (bounded by ``semaphore``), in repeat order.
 
         ``on_result`` gets each rollout as it ends, after its ``semaphore`` slot is freed (the
-        debug backbone's incremental log, through ``astuner.rollout_service``)."""
+        debug backbone's incremental log, through ``astuner.rollout_service``). Repeats are numbered
+        from ``first_repeat`` (Trinity splits a group across runners by its ``run_id_base``)."""
 
         async def one(i: int) -> RolloutResult:
             if semaphore is None:
-                result = await self.run(task, i)
+                result = await self.run(task, first_repeat + i)
             else:
                 async with semaphore:
-                    result = await self.run(task, i)
+                    result = await self.run(task, first_repeat + i)
             if on_result is not None:
                 on_result(result)
             return result

@@ -8,10 +8,9 @@ the local backbone's advantages, the tool-discipline teacher traces and the debu
 summaries are computed from this list, and the CPU learning miniature must reproduce bit for bit.
 
 Callers today: the debug backbone (``on_result`` appends each rollout to ``rollouts/debug.jsonl``
-as it ends, with a progress bar), the local backbone (training steps and validation; neither) and
-the tool-discipline teacher traces (neither). The Trinity workflow fans out its own group of runs
-(``astuner.backbone.trinity.workflow``): its run indices start at Trinity's ``run_id_base``, which
-``run_group`` (repeats numbered from 0) cannot express.
+as it ends, with a progress bar), the local backbone (training steps and validation; neither), the
+tool-discipline teacher traces (neither) and the Trinity workflow (one task's runs, numbered from
+Trinity's ``run_id_base``, all at once as before).
 
 How rollouts start: every rollout is made a task at once, task by task and repeat by repeat, and
 they queue on the semaphore in that order (asyncio's semaphore is first come, first served), so
@@ -46,6 +45,7 @@ async def roll_out(
     *,
     on_result: Callable[[RolloutResult], None] | None = None,
     progress: str | None = None,
+    first_repeat: int = 0,
 ) -> list[RolloutResult]:
     """``num_repeat`` rollouts of every task, ``max_parallel`` (at least 1) at once; results in task order.
 
@@ -53,7 +53,7 @@ async def roll_out(
     semaphore slot is freed, on the event loop (keep it quick: it blocks every rollout while it
     runs; an exception it raises escapes this call). ``progress``, when given, is the description
     of a tqdm bar counting ended rollouts on stderr; the bar stays hidden when ``$CI`` is set or
-    stderr is not a terminal.
+    stderr is not a terminal. Repeats are numbered from ``first_repeat``.
     """
     semaphore = asyncio.Semaphore(max(1, max_parallel))
     bar = None
@@ -62,7 +62,8 @@ async def roll_out(
         bar = tqdm(total=len(tasks) * num_repeat, desc=progress, unit="rollout", disable=quiet)
     ended = _ended(on_result, bar)
     try:
-        groups = await asyncio.gather(*(rollouts.run_group(t, num_repeat, semaphore, on_result=ended) for t in tasks))
+        groups = await asyncio.gather(*(rollouts.run_group(t, num_repeat, semaphore, on_result=ended, first_repeat=first_repeat)
+                                       for t in tasks))
     finally:
         if bar is not None:
             bar.close()

@@ -203,3 +203,10 @@ def test_an_error_in_the_callback_escapes():
 
 def test_no_tasks():
     assert asyncio.run(roll_out(FakeRollouts(uneven), [], 3, 4)) == []
+
+
+def test_repeats_can_start_at_a_given_index_as_trinity_numbers_them():
+    """Trinity splits one task's group across runners; each runner's runs start at its run_id_base."""
+    rollouts = FakeRollouts(uneven)
+    results = asyncio.run(roll_out(rollouts, tasks(1), 3, 3, first_repeat=5))
+    assert ids(results) == ["T0#R5", "T0#R6", "T0#R7"]

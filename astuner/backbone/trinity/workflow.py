@@ -3,8 +3,9 @@
 One Trinity task is one astuner task. Trinity's runner hands the workflow the task's repeat count
 and the index of its first run (``can_repeat``; astuner's translation leaves
 ``explorer.max_repeat_times_per_runner`` unset, so one runner gets the whole group and its rollouts
-run concurrently here). For every run the workflow
-calls ``Rollouts.run(task, run_index)`` — the same code the debug backbone runs: the user's
+run concurrently here, through ``astuner.rollout_service.roll_out`` with repeats numbered from
+that index). For every run the workflow calls ``Rollouts.run(task, run_index)`` — the same code the
+debug backbone runs: the user's
 AgentScope workflow with astuner's model proxy, the judge, bad-case checks, token-exact samples —
 with the proxy's engine bound to Trinity's rollout model (``TrinityEngine``) and sampling from the
 task's ``rollout_args`` (training: ``rollout.temperature``/``top_p``; validation: ``val_kwargs``).
@@ -28,7 +29,6 @@ the workflow raises, so Trinity counts the task as failed and retries it
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Any
 
@@ -38,6 +38,7 @@ from trinity.common.workflows.workflow import Workflow
 from astuner.backbone.trinity.engine import TrinityEngine
 from astuner.backbone.trinity.worker import runtime
 from astuner.rollout import RolloutResult
+from astuner.rollout_service import roll_out
 from astuner.schema import Task
 
 _engines: dict[int, tuple[Any, TrinityEngine]] = {}
@@ -116,16 +117,15 @@ class AstunerWorkflow(Workflow):
         rt = runtime(args.get("astuner_config"), args.get("astuner_launch_dir"))
         rollouts = rt.rollouts(engine_for(self.model), self.task.rollout_args, salt=self.task.batch_id)
         task = Task.model_validate(self.task.raw_task or {})
-        runs = [self.run_id_base + i for i in range(self.repeat_times)]
-        results = await asyncio.gather(*(rollouts.run(task, run) for run in runs))
+        results = await roll_out(rollouts, [task], self.repeat_times, self.repeat_times, first_repeat=self.run_id_base)
         failed = [r for r in results if r.error is not None]
         ratio = len(failed) / len(results) if results else 0.0
         for r in failed:
             self.logger.warning(f"astuner rollout {r.rollout_id} failed after {r.attempts} attempt(s):\n{r.error}")
         exps: list[Experience] = []
-        for run, result in zip(runs, results):
+        for result in results:
             if result.error is None:
-                exps.extend(experiences_from_rollout(result, run, ratio))
+                exps.extend(experiences_from_rollout(result, result.repeat_index, ratio))
         if not exps:
             first = failed[0].error.strip().splitlines()[-1] if failed and failed[0].error else "no samples"
             raise RuntimeError(f"all {len(results)} astuner rollout(s) of task {task.task_id!r} produced no sample: {first}")
