@@ -9,12 +9,13 @@ happen to share a decoding batch never changes a sampled token (``tests/test_bat
 and the Python tool's scratch path under bwrap is fixed, so a traceback in a tool reply is the
 same in every run (it named a random folder until 2026-12-06, the last source of drift). Two
 concurrent runs of seed 0 then gave identical validation numbers and identical per-step metrics
-for all 30 steps. Another CPU kind or package set is another draw, so the bars are set from six
-runs on the development VM (seeds 0..4, ``data_seed = model_seed = teacher_seed``, and a second
-seed 0; docs/benchmarks.md, "CI: the learning miniature"), at 1.3x to 1.9x inside the worst run:
-reward +0.322 at worst (asked +0.25), success +0.056 (asked +0.04; seed 4 rises least, and one
-standard error of a 160-rollout rate is about 0.04), each taught bad case cut 3.8x at worst (asked
-2.5x), their sum 7.6x (asked 4x). The claim tested is the issue's:
+for all 30 steps. Another CPU kind or package set is another draw, so the bars are set from five
+runs on the development VM (seeds 0..4, ``data_seed = model_seed = teacher_seed``, after unparsable
+tool calls began to be answered with a tool message on 2026-12-06; docs/benchmarks.md, "CI: the
+learning miniature"), at 1.25x to 1.4x inside the worst run: reward +0.263 at worst (asked +0.20),
+success +0.050 (asked +0.04; one standard error of a 160-rollout rate is about 0.04), each taught
+bad case cut 2.6x at worst (malformed_tool_call, seed 2; asked 2.0x), their sum 4.9x (asked 3.5x).
+The claim tested is the issue's:
 reward and success rise, and every bad case the teacher taught falls.
 """
 
@@ -30,13 +31,13 @@ from astuner.experiments.tool_discipline.teacher import TAUGHT_BAD_CASES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-REWARD_GAIN = 0.25
+REWARD_GAIN = 0.20
 """Validation mean reward must rise by at least this much ..."""
 SUCCESS_GAIN = 0.04
 """... success rate by at least this much ..."""
-BAD_CASE_FACTOR = 2.5
+BAD_CASE_FACTOR = 2.0
 """... each taught bad case's rate fall at least this many times ..."""
-TOTAL_BAD_CASE_FACTOR = 4.0
+TOTAL_BAD_CASE_FACTOR = 3.5
 """... and their sum fall at least this many times."""
 
 
