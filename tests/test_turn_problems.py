@@ -12,9 +12,9 @@ import json
 
 import pytest
 
-from astuner.cli import main
 from astuner.task_judge.turn_problems import TURN_PROBLEMS, arguments_fit
 from tests.conftest import REPO
+from tests.first_reply_runs import run_first_replies
 
 pytestmark = pytest.mark.integration
 
@@ -43,31 +43,12 @@ FAMILIES = {
 
 
 def test_each_malformed_turn_is_counted_as_its_bad_case(tmp_path, capsys):
-    tasks, replies = tmp_path / "tasks.jsonl", tmp_path / "replies.jsonl"
-    with tasks.open("w") as t, replies.open("w") as r:
-        for family, (first, _) in FAMILIES.items():
-            t.write(json.dumps({"task_id": family, "question": "What is 2 + 2?", "answer": "#### 4"}) + "\n")
-            r.write(json.dumps({"task_id": family, "replies": [first, FINISH]}) + "\n")
-    conf = tmp_path / "turns.yaml"
-    conf.write_text(f"""\
-astuner:
-  experiment_name: turns
-  task_reader:
-    type: dataset_file
-    dataset_file: {{training: {{file_path: {tasks}}}, validation: {{file_path: {tasks}}}}}
-  rollout:
-    agentscope_workflow: tutorial.example_math_agent.math_agent->ExampleMathLearn
-    num_repeat: 1
-    engine: {{type: scripted, scripted: {{path: {replies}}}}}
-  task_judge: {{judge_protocol: astuner.task_judge.math_answer_as_judge->MathAnswerAsJudge}}
-  model: {{path: "astuner://tiny"}}
-  debug: {{debug_first_n_tasks: {len(FAMILIES)}, debug_max_parallel: 4}}
-""")
-    penalties = [f"astuner.task_judge.bad_case_penalties.{name}=0.25" for name in TURN_PROBLEMS]
-    code = main(["--conf", str(conf), "--backbone=debug", "--exp-dir", str(tmp_path / "exp"), *penalties])
+    penalties = tuple(f"astuner.task_judge.bad_case_penalties.{name}=0.25" for name in TURN_PROBLEMS)
+    firsts = {family: first for family, (first, _) in FAMILIES.items()}
+    code, rollouts_file = run_first_replies(tmp_path, "turns", firsts, FINISH, penalties)
     out = capsys.readouterr().out
     assert code == 0, out
-    rows = [json.loads(line) for line in (tmp_path / "exp" / "turns" / "rollouts" / "debug.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in rollouts_file.read_text().splitlines()]
     flags = {row["task_id"]: {k for k in TURN_PROBLEMS if row["bad_cases"].get(k)} for row in rows}
     assert set(flags) == set(FAMILIES)
     for family, (_, expected) in FAMILIES.items():

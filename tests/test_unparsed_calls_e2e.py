@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from astuner.cli import main
 from astuner.tool_call_answers import UNPARSED_CALL_TOOL
+from tests.first_reply_runs import run_first_replies
 
 pytestmark = pytest.mark.integration
 
@@ -35,31 +35,12 @@ FAMILIES = {
 
 
 def test_each_unparsable_call_is_answered_and_counted(tmp_path, capsys):
-    tasks, replies = tmp_path / "tasks.jsonl", tmp_path / "replies.jsonl"
-    with tasks.open("w") as t, replies.open("w") as r:
-        for family, (first, _) in FAMILIES.items():
-            t.write(json.dumps({"task_id": family, "question": "What is 2 + 2?", "answer": "#### 4"}) + "\n")
-            r.write(json.dumps({"task_id": family, "replies": [first, FINISH]}) + "\n")
-    conf = tmp_path / "unparsed.yaml"
-    conf.write_text(f"""\
-astuner:
-  experiment_name: unparsed
-  task_reader:
-    type: dataset_file
-    dataset_file: {{training: {{file_path: {tasks}}}, validation: {{file_path: {tasks}}}}}
-  rollout:
-    agentscope_workflow: tutorial.example_math_agent.math_agent->ExampleMathLearn
-    num_repeat: 1
-    engine: {{type: scripted, scripted: {{path: {replies}}}}}
-  task_judge: {{judge_protocol: astuner.task_judge.math_answer_as_judge->MathAnswerAsJudge}}
-  model: {{path: "astuner://tiny"}}
-  debug: {{debug_first_n_tasks: {len(FAMILIES)}, debug_max_parallel: 4}}
-""")
-    code = main(["--conf", str(conf), "--backbone=debug", "--exp-dir", str(tmp_path / "exp")])
+    firsts = {family: first for family, (first, _) in FAMILIES.items()}
+    code, rollouts_file = run_first_replies(tmp_path, "unparsed", firsts, FINISH)
     out = capsys.readouterr().out
     assert code == 0, out
     rows = {json.loads(line)["task_id"]: json.loads(line)
-            for line in (tmp_path / "exp" / "unparsed" / "rollouts" / "debug.jsonl").read_text().splitlines()}
+            for line in rollouts_file.read_text().splitlines()}
     assert set(rows) == set(FAMILIES)
     for family, (first, problem) in FAMILIES.items():
         row = rows[family]
