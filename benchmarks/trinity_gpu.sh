@@ -8,6 +8,8 @@
 #                                                from) and GRPO with --backbone=local (the local baseline)
 #   bash benchmarks/trinity_gpu.sh trinity      astuner --backbone=trinity --with-ray from /tmp/td/sft/model,
 #                                                the same config and data, STEPS GRPO steps (default 20)
+#                                                (TRINITY_SET="k=v ..." adds overrides, e.g.
+#                                                trinity.trainer.max_token_len_per_gpu=1024)
 #   bash benchmarks/trinity_gpu.sh local        the same with --backbone=local (transformers engine), STEPS steps
 #   bash benchmarks/trinity_gpu.sh vllm         the same with --backbone=local and rollout.engine.type=vllm (bf16,
 #                                                half the card; WEIGHT_SYNC=reload|restart picks the weight sync)
@@ -120,7 +122,8 @@ experiment)
 trinity)
   rm -rf /tmp/runs/trinity
   STALL=${STALL:-150} timed trinity python3 launcher.py --conf "$CONF" --backbone=trinity --with-ray --exp-dir /tmp/runs/trinity \
-    "${DATA[@]}" "trinity.buffer.total_steps=$STEPS" "astuner.trainer_common.checkpoint_base_dir=/tmp/runs/trinity/ckpt"
+    "${DATA[@]}" "trinity.buffer.total_steps=$STEPS" "astuner.trainer_common.checkpoint_base_dir=/tmp/runs/trinity/ckpt" \
+    ${TRINITY_SET:-}
   rc=$?
   leftovers
   python3 launcher.py --kill ray > /dev/null 2>&1   # after a deadline: stop what the run left, then look again

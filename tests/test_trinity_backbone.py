@@ -17,6 +17,7 @@ from unittest import mock
 import pytest
 import yaml
 
+from astuner.backbone.trinity.config import TRAINER_TOKENS_PER_GPU
 from tests.test_trinity_fixtures import (
     TUTORIAL,
     WRONG_FINAL,
@@ -92,7 +93,7 @@ def test_seed_yaml_converts_to_a_config_trinity_accepts(tmp_path, monkeypatch):
     assert checked.explorer.rollout_model.enable_openai_api is True
     assert checked.explorer.eval_interval == a.trainer_common.test_freq
     assert checked.trainer.save_interval == a.trainer_common.save_freq
-    assert checked.trainer.max_token_len_per_gpu == a.rollout.max_model_len
+    assert checked.trainer.max_token_len_per_gpu == max(a.rollout.max_model_len, TRAINER_TOKENS_PER_GPU)
     assert checked.algorithm.optimizer.lr == a.trainer_common.optim.lr
     assert checked.algorithm.kl_loss_fn == a.trainer_common.kl_loss_type
     assert checked.project == a.project_name and checked.name == a.experiment_name

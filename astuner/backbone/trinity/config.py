@@ -23,7 +23,8 @@
    rollout.n_vllm_engine (0: astuner's rule)       explorer.rollout_model.engine_num
    rollout.tensor_model_parallel_size              explorer.rollout_model.tensor_parallel_size
    rollout.num_repeat                              algorithm.repeat_times
-   rollout.max_model_len                           model.max_model_len, trainer.max_token_len_per_gpu
+   rollout.max_model_len                           model.max_model_len; trainer.max_token_len_per_gpu
+                                                   is max(max_model_len, TRAINER_TOKENS_PER_GPU)
    rollout.temperature / top_p                     model.temperature / top_p and the train
                                                    taskset's rollout_args (the trainer recomputes
                                                    logprobs at this temperature)
@@ -138,6 +139,12 @@ class Translation:
 
 
 MAX_RUNNERS = 16
+# Tokens one trainer micro-batch packs (verl's dynamic batch size). It must hold one whole sequence
+# (max_model_len); below that, more tokens per micro-batch means fewer kernel launches per update. At
+# max_model_len (1024) an H100 spent 33 s per step on ~105 micro-batches of a 0.2 M-parameter model
+# (docs/results/trinity_gpu.md); 16384 is verl's own example value. Activation memory grows with it:
+# lower it through ``trinity: {trainer: {max_token_len_per_gpu: ...}}`` for a large model on a small card.
+TRAINER_TOKENS_PER_GPU = 16384
 """Most workflow runners (Ray actors) astuner asks Trinity for; each runs one group at a time."""
 
 
@@ -226,7 +233,7 @@ def computed(config: Config, exp_dir: Path, layout: Layout, *, with_validation: 
             "save_interval": tc.save_freq,
             "grad_clip": 1.0,
             "use_dynamic_bsz": True,
-            "max_token_len_per_gpu": r.max_model_len,
+            "max_token_len_per_gpu": max(r.max_model_len, TRAINER_TOKENS_PER_GPU),
             "ulysses_sequence_parallel_size": tc.ulysses_sequence_parallel_size,
         },
         "monitor": {"monitor_type": monitor},
