@@ -18,8 +18,8 @@ seed-era import                                    names                      as
 ``astune.schema.task``                             Task, WorkflowTask,        ``astuner.schema``
                                                    WorkflowOutput
 ``astune.protocol.agentscope_protocol``            AgentScopeLearnProtocol    ``astuner.workflow.AgentScopeLearnProtocol``
-``astune.workflow_controller.agentscope_flow``     ASTuneProxy                ``astuner.model_tuner.ModelTuner`` (the proxy
-                                                                              a seed workflow receives as astune_proxy)
+``astune.workflow_controller.agentscope_flow``     ASTuneProxy                ``astuner.model_tuner.ModelTuner`` (the model
+                                                                              tuner a seed workflow receives as astune_proxy)
 ``astune.context_manager.agentscope_cm``           ASTuneProxy                ``astuner.model_tuner.ModelTuner``
 ``.cmt_agentscope``
 ``astune.task_judge.judge_base``                   JudgeBase                  ``astuner.task_judge.base_judge.BaseJudge``
@@ -31,7 +31,7 @@ seed-era import                                    names                      as
 =================================================  =========================  ===========================================
 
 ``import astune`` is light (names load on first use, as ``astuner``'s); the submodules import the
-astuner module they map to, which for the model proxy means agentscope. Config strings are a
+astuner module they map to, which for the model tuner means agentscope. Config strings are a
 separate mechanism: ``astune.<module>->Class`` in a YAML file resolves to ``astuner.<module>``
 (``astuner.resolve``), for every astuner module.
 

@@ -1,12 +1,12 @@
-"""GRPO advantages and the PPO-clip policy loss, shared by the ``local`` and ``trinity`` backbones.
+"""GRPO advantages and the PPO-clip policy loss of the ``local`` backbone, equal to Trinity-RFT's.
 
-Advantage (DESIGN.md contract 4): within a group (one task's ``num_repeat`` rollouts) each
-*rollout* — not each sample — gets ``(r - mean) / (std + 1e-6)`` with the unbiased standard
+Advantage (docs/architecture.md, contract 4): within a group (one task's ``num_repeat`` rollouts)
+each *rollout* — not each sample — gets ``(r - mean) / (std + 1e-6)`` with the unbiased standard
 deviation over the group's rollout rewards; a group of one rollout gets mean 0 and std 1. Every
-sample of a rollout carries its rollout's advantage, so a rollout split into several samples
-(a broken timeline) does not count more in the statistics. This is Trinity-RFT 0.6.0's
-``step_wise_grpo`` rule (and equals its ``grpo`` rule when every rollout is one sample); tests
-check both against trinity-rft's own functions.
+sample of a rollout carries its rollout's advantage, so a rollout split into several samples (a
+broken timeline) does not count more in the statistics. This is Trinity-RFT 0.6.0's
+``step_wise_grpo`` rule (and equals its ``grpo`` rule when every rollout is one sample); tests check
+both against trinity-rft's own functions.
 
 Policy loss: PPO clipped surrogate with dual clipping (``clip_ratio_c``) for negative advantages,
 aggregated per ``loss_agg_mode`` (token-mean by default), the same formulas as trinity-rft's

@@ -1,4 +1,4 @@
-"""The files a run leaves under ``<exp-dir>/<experiment name>/`` (DESIGN.md, "Artifacts of a run").
+"""The files a run leaves under ``<exp-dir>/<experiment name>/`` (docs/architecture.md, "Artifacts of a run").
 
 ``rollouts/<name>.jsonl`` holds one JSON object per rollout — what the log viewer reads: ids,
 reward, success, final answer, bad-case flags, the conversation, and each sample with its token

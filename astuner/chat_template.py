@@ -1,15 +1,15 @@
 """What a tokenizer's chat template does around an assistant turn, learned by rendering probes.
 
-The model proxy must know three things about any Hugging Face chat template to build prompts
-token-exactly (DESIGN.md contract 2): which token ends an assistant turn (``<|im_end|>`` for
-ChatML, ``<|eot_id|>`` for Llama 3, ...), what text the template writes after it (``"\\n"`` for
+The model tuner must know three things about any Hugging Face chat template to build prompts
+token-exactly (docs/architecture.md, contract 2): which token ends an assistant turn (``<|im_end|>``
+for ChatML, ``<|eot_id|>`` for Llama 3, ...), what text the template writes after it (``"\\n"`` for
 ChatML), and how to render a conversation to text. Nothing here is ChatML-specific: the facts are
 read off the template by rendering a probe conversation, so any template that renders an assistant
 message as ``<header><content><end-of-turn><tail>`` works.
 
 Not guaranteed: templates that render an assistant turn differently depending on what follows it
-(Qwen3 drops past ``<think>`` blocks) are detected per call by the proxy, which then falls back to a
-fresh render (a new timeline); this module does not try to predict that.
+(Qwen3 drops past ``<think>`` blocks) are detected per call by the model tuner, which then falls
+back to a fresh render (a new timeline); this module does not try to predict that.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The model a workflow talks to: an AgentScope ``ChatModelBase`` that records every token.
 
-``ModelTuner`` is what the seed calls ``astune_proxy`` and the later API calls ``model_tuner``.
-One instance serves one rollout. Each call
+``ModelTuner`` is the *model tuner* (docs/architecture.md, "Vocabulary"): seed-style workflows
+receive it as ``astune_proxy``, new-style ones as ``model_tuner``, agentscope.tuner functions as
+``model``. One instance serves one rollout. Each call
 
 1. normalises the formatter's messages (DashScope or OpenAI style) to plain chat messages;
 2. builds the prompt ids. When the conversation only grew since the previous call (same tools,
@@ -44,7 +45,7 @@ STRUCTURED_TOOL = "generate_structured_output"
 
 
 @dataclass
-class ProxySettings:
+class ModelTunerSettings:
     """Per-call limits and sampling, taken from ``astuner.rollout``."""
 
     temperature: float = 1.0
@@ -66,13 +67,13 @@ class _Previous:
 
 
 class ModelTuner(ChatModelBase):
-    """AgentScope model proxy bound to one rollout: token-exact prompts and call records."""
+    """The AgentScope chat model of one rollout: token-exact prompts and call records."""
 
     def __init__(
         self,
         engine: Engine,
         template: ChatTemplate,
-        settings: ProxySettings | None = None,
+        settings: ModelTunerSettings | None = None,
         *,
         context: dict | None = None,
         model_name: str = "astuner",
@@ -80,7 +81,7 @@ class ModelTuner(ChatModelBase):
         super().__init__(model_name=model_name, stream=False)
         self.engine = engine
         self.template = template
-        self.settings = settings or ProxySettings()
+        self.settings = settings or ModelTunerSettings()
         self.context = dict(context or {})
         self.calls: list[CallRecord] = []
         self.timeline = 0

@@ -1,9 +1,9 @@
 """Everything a run's config names is checked before the run creates anything.
 
-A config error must not leave an experiment folder behind, and must be reported fast: before
-this module, ``module->Class`` strings and dataset files were only read by the backbone, after the
-folder existed and after torch, transformers and agentscope had been imported (10–14 s on a busy
-machine). ``check_config`` runs in two stages:
+A config error must not leave an experiment folder behind, and must be reported fast: the
+backbone reads ``module->Class`` strings and dataset files only after the run's folder exists and
+after torch, transformers and agentscope are imported (10–14 s on a busy machine), so this module
+checks them first. ``check_config`` runs in two stages:
 
 1. Light (no torch, transformers or agentscope): the YAML and every key (``load_config_for_run``:
    schema, cross-key rules, input paths resolved against the config's folder and present); the

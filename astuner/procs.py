@@ -1,4 +1,4 @@
-"""A registry of processes astuner launched, and ``--kill`` that ends only those (DESIGN.md contract 7).
+"""A registry of what astuner launched, and ``--kill`` that ends only that (docs/architecture.md, contract 7).
 
 Every long-lived process astuner starts (the Ray head or a Ray worker node, vLLM servers, the log
 viewer, workers) is recorded as a JSON file in ``$ASTUNER_PROCS_DIR`` (default
@@ -17,10 +17,10 @@ its own tree directly (SIGTERM to ``ray start --block`` makes Ray drain and stop
 
 Each record names the **run** that started it (``run``: ``"<pid>:<start time>"`` of the astuner
 process that began the run, kept in ``$ASTUNER_RUN`` so that processes the run starts inherit it).
-``kill(..., spare_live_runs=True)`` (what ``--autokill`` uses) skips the records of *other* runs that
-are still alive, so a run's ``--autokill`` clears what dead runs left behind without ending a live
-run's Ray node or vLLM server; records written before this field existed count as orphans. Plain
-``kill`` (``--kill KEYWORDS``) ends matching records of every run of this user.
+``kill(..., spare_live_runs=True)`` (what ``--autokill`` uses) skips the records of *other* runs
+that are still alive, so a run's ``--autokill`` clears what dead runs left behind without ending a
+live run's Ray node or vLLM server; a record without a ``run`` counts as an orphan. Plain ``kill``
+(``--kill KEYWORDS``) ends matching records of every run of this user.
 
 Never signalled: a process that is not a registered one or one of their descendants; the caller
 and its ancestors; a process owned by another user; a pid that was reused by another program since
@@ -28,8 +28,8 @@ it was recorded (the kernel start time must still match, else the stale record i
 
 Process facts come from psutil (parents, children, status, user, name), except the start time:
 records and run ids keep the kernel's start time in clock ticks since boot, read from
-``/proc/<pid>/stat`` (``_start_time`` says why), so records written by earlier versions and by
-other astuner processes compare exactly. Linux only, as before.
+``/proc/<pid>/stat`` (``_start_time`` says why), so a record compares exactly with any later
+reading, whichever astuner process wrote it. Linux only.
 
 Not guaranteed: a descendant that left the tree before the kill (re-parented to init by a
 double fork, e.g. a daemon that detached itself) is only reached through the process group.
@@ -68,7 +68,7 @@ def _start_time(pid: int) -> int | None:
     Read by hand on purpose: psutil's ``create_time()`` is this value converted to seconds since
     the epoch through the boot time, which moves when the system clock is adjusted, so two
     readings of one process need not be equal; the tick count never changes. Records, run ids and
-    pid-reuse checks all compare tick counts (the unit astuner always recorded).
+    pid-reuse checks all compare tick counts (the unit of every record).
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

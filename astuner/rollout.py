@@ -4,7 +4,7 @@ Every backbone rolls out through ``Rollouts``. A rollout that raises (a bug in w
 code, an unreachable LLM judge) is retried ``rollout.max_rollout_retries`` times, then returned
 with ``error`` set and no samples: the caller counts it (as a failure in the success rate,
 ``summarize``) and drops it from the update, never silently. A malformed model output is never an
-error here: the proxy turns it into text the agent sees and a counted bad case. The reward the
+error here: the model tuner turns it into text the agent sees and a counted bad case. The reward the
 samples carry is the judge's shaped by the rubric of ``astuner.task_judge.rubric`` (bad-case
 penalties, the madness override), each term's part kept in ``RolloutResult.reward_terms``.
 """
@@ -23,7 +23,7 @@ from astuner.auxiliary_models import build_auxiliary_models
 from astuner.chat_template import ChatTemplate
 from astuner.engine.base import Engine
 from astuner.env_service.session import env_for_rollout
-from astuner.model_tuner import ModelTuner, ProxySettings
+from astuner.model_tuner import ModelTuner, ModelTunerSettings
 from astuner.samples import SampleStats, build_samples
 from astuner.schema import Sample, Task, WorkflowOutput, WorkflowTask
 from astuner.task_judge.bad_cases import BAD_CASES, detect_bad_cases
@@ -85,7 +85,7 @@ class Rollouts:
         """Mixed into every rollout's sampling seed; the local backbone sets it to the step number."""
         a = config.astuner
         r = a.rollout
-        self.settings = ProxySettings(
+        self.settings = ModelTunerSettings(
             temperature=r.temperature,
             top_p=r.top_p,
             max_model_len=r.max_model_len,
@@ -128,13 +128,14 @@ class Rollouts:
 
     async def _attempt(self, task: Task, repeat_index: int, attempt: int = 0) -> RolloutResult:
         wt = WorkflowTask(task=task, repeat_index=repeat_index)
-        result = RolloutResult(task_id=task.task_id, repeat_index=repeat_index, rollout_id=wt.task_tag)
+        result = RolloutResult(task_id=task.task_id, repeat_index=repeat_index, rollout_id=wt.rollout_id)
         context = {
             "task_id": task.task_id,
             "query": task.main_query or (task.first_messages()[-1].get("content", "")),
-            "rollout_id": wt.task_tag,
+            "rollout_id": wt.rollout_id,
         }
-        settings = replace(self.settings, seed=rollout_seed(self.settings.seed, self.seed_salt, wt.task_tag, attempt))
+        seed = rollout_seed(self.settings.seed, self.seed_salt, wt.rollout_id, attempt)
+        settings = replace(self.settings, seed=seed)
         tuner = ModelTuner(self.engine, self.template, settings, context=context)
         try:
             wt.auxiliary_models = build_auxiliary_models(self.config.astuner.rollout.auxiliary_models)
@@ -162,7 +163,7 @@ class Rollouts:
             tuner.calls,
             reward=result.reward,
             group_id=task.task_id,
-            rollout_id=wt.task_tag,
+            rollout_id=wt.rollout_id,
             max_sample_per_task=a.rollout.multi_turn.max_sample_per_task,
             max_response_length=a.data.max_response_length,
             seed=a.seed,

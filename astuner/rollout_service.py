@@ -7,10 +7,10 @@ shared semaphore), and returns the results task by task, each task's rollouts in
 the local backbone's advantages, the tool-discipline teacher traces and the debug backbone's
 summaries are computed from this list, and the CPU learning miniature must reproduce bit for bit.
 
-Callers today: the debug backbone (``on_result`` appends each rollout to ``rollouts/debug.jsonl``
+Callers: the debug backbone (``on_result`` appends each rollout to ``rollouts/debug.jsonl``
 as it ends, with a progress bar), the local backbone (training steps and validation; neither), the
 tool-discipline teacher traces (neither) and the Trinity workflow (one task's runs, numbered from
-Trinity's ``run_id_base``, all at once as before).
+Trinity's ``run_id_base``, all at once).
 
 How rollouts start: every rollout is made a task at once, task by task and repeat by repeat, and
 they queue on the semaphore in that order (asyncio's semaphore is first come, first served), so

@@ -3,10 +3,10 @@
 Merging is by token ids, not text: a call whose ``prompt_ids + completion_ids`` is an exact prefix
 of a later call's ``prompt_ids`` belongs to the same sample as that later call. The sample's
 ``token_ids`` are the last call's prompt + completion; ``loss_mask`` is 1 exactly on the positions
-of each merged call's completion (the generated tokens, including a generated end-of-turn token)
-and 0 everywhere else (system, user, tool responses, the template's headers and trailing text, an
+of each merged call's completion (the generated tokens, including a generated end-of-turn token) and
+0 everywhere else (system, user, tool responses, the template's headers and trailing text, an
 end-of-turn token the template added after a length-cut reply). ``logprobs`` are the engine's on
-those positions and 0 elsewhere (DESIGN.md contract 3).
+those positions and 0 elsewhere (docs/architecture.md, contract 3).
 
 Truncation follows upstream: a sample whose generated part (from the first trained token on) is
 longer than ``max_response_length`` is cut there and marked ``truncated``. When a rollout yields
@@ -34,7 +34,7 @@ class SampleStats:
 
 
 class SampleInvariantError(AssertionError):
-    """A built sample broke contract 3 — a bug in astuner, never a model error."""
+    """A built sample broke contract 3 of docs/architecture.md: a bug in astuner, never a model error."""
 
 
 def merge_calls(calls: list[CallRecord]) -> list[list[CallRecord]]:

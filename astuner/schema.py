@@ -53,9 +53,14 @@ class WorkflowTask(BaseModel):
         return self.task.env_type
 
     @property
-    def task_tag(self) -> str:
-        """``T<task_id>#R<repeat index>``, as upstream names rollouts."""
+    def rollout_id(self) -> str:
+        """``T<task_id>#R<repeat index>``: the rollout's id in results, samples and logs (upstream's format)."""
         return f"T{self.task.task_id}#R{self.repeat_index}"
+
+    @property
+    def task_tag(self) -> str:
+        """Upstream's name for ``rollout_id``, kept for workflows written against upstream."""
+        return self.rollout_id
 
     @property
     def init_messages(self) -> list[dict]:
@@ -109,7 +114,7 @@ class CallRecord:
 
 @dataclass
 class Sample:
-    """One training sequence: the contract every backbone trains on (DESIGN.md contract 3).
+    """One training sequence: the contract every backbone trains on (docs/architecture.md, contract 3).
 
     ``loss_mask`` is 1 exactly on tokens the policy generated (including a generated
     end-of-turn token); ``logprobs`` are the sampling distribution's log-probabilities on those

@@ -1,14 +1,14 @@
 """Answers to tool calls that could not be parsed: a tool message the model can read.
 
-Why: a ``<tool_call>`` block that does not parse used to stay in the reply as plain text, so the
-agent took the turn for a final answer (or, with structured output required, got only a generic
-hint) and the model never learned what was wrong. Now ``ModelTuner`` gives the agent one
-placeholder tool-use block per problem, named ``UNPARSED_CALL_TOOL``. The agent's toolkit has no such
-tool, so it answers with its own "function not found" result; on the next model call
-``answer_unparsed_calls`` puts the message below in place of that result and removes the
-placeholder call from the assistant message, so the model sees exactly what it wrote followed by a
-tool response that says why nothing ran. The prompt still extends the previous call's tokens
-(``ModelTuner`` compares the assistant message without placeholders).
+Why: left in the reply as plain text, a ``<tool_call>`` block that does not parse would make the
+agent take the turn for a final answer (or, with structured output required, give it only a generic
+hint), and the model would never learn what was wrong. So ``ModelTuner`` gives the agent one
+placeholder tool-use block per problem, named ``UNPARSED_CALL_TOOL``. The agent's toolkit has no
+such tool, so it answers with its own "function not found" result; on the next model call
+``answer_unparsed_calls`` puts the message below in place of that result and removes the placeholder
+call from the assistant message, so the model sees exactly what it wrote followed by a tool response
+that says why nothing ran. The prompt still extends the previous call's tokens (``ModelTuner``
+compares the assistant message without placeholders).
 
 Not guaranteed: an agent that stops before calling the model again (its last iteration) never
 shows the message to the model; agents whose memory drops tool results do not either. The turn is

@@ -7,8 +7,8 @@ why in a sentence the model can read (``problems``); ``ModelTuner`` answers each
 message and the judge counts it as a bad case. Parsing never raises on model output and
 its time is bounded (property-tested with hypothesis in ``tests/test_tool_call_parser.py``):
 
-* a block nested deeper than ``MAX_DEPTH`` brackets is malformed without being parsed (a deeply
-  nested argument used to raise ``RecursionError`` from the JSON parsers and crash the rollout);
+* a block nested deeper than ``MAX_DEPTH`` brackets is malformed without being parsed (the JSON
+  parsers would raise ``RecursionError`` on it and crash the rollout);
 * a number longer than Python's integer-string limit (4300 digits) is invalid JSON, not a
   ``ValueError`` out of the parser;
 * at most ``MAX_REPAIR_CHARS`` characters of one completion go to ``json_repair``, whose time grows

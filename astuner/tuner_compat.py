@@ -28,7 +28,8 @@ so a workflow module imported by astuner may import agentscope.tuner freely. A s
 agentscope.tuner on its own, outside astuner, needs dspy or an explicit ``install()`` first.
 
 Not guaranteed: that a later agentscope release still imports dspy only there; if its
-``agentscope.tuner`` grows another dspy import, the import fails as before (with dspy named).
+``agentscope.tuner`` grows another dspy import, the import fails with dspy named, as it would
+without the stand-in.
 """
 
 from __future__ import annotations

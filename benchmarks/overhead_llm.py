@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from astuner.chat_template import ChatTemplate
 from astuner.engine.base import Completion, SamplingParams
 from astuner.engine.scripted_engine import ScriptedEngine
-from astuner.model_tuner import ModelTuner, ProxySettings
+from astuner.model_tuner import ModelTuner, ModelTunerSettings
 from astuner.samples import build_samples
 
 REPO = Path(__file__).resolve().parent.parent
@@ -175,7 +175,7 @@ async def floor_episode(episode: Episode) -> dict[str, Any]:
 async def astuner_episode(episode: Episode, engine: TimedEngine, template: ChatTemplate) -> dict[str, Any]:
     engine.call_ms = []
     start = time.perf_counter()
-    model = TimedTuner(engine, template, ProxySettings(), context={"task_id": "bench", "query": QUESTION})
+    model = TimedTuner(engine, template, ModelTunerSettings(), context={"task_id": "bench", "query": QUESTION})
     reply = await run_agent(model, episode)
     before_samples = time.perf_counter()
     samples, _ = build_samples(

@@ -48,7 +48,7 @@ import agentscope.tool
 
 import astuner.tool
 from astuner.tool import ToolLimits, pool, use_limits
-from astuner.tool.sandbox import shutdown
+from astuner.tool.run import shutdown
 
 GSM8K_CODE = "eggs = 16\neaten = 3\nbaked = 4\nleft = eggs - eaten - baked\nprice = 2\nprint(left * price)\n"
 PROGRAMS = {"`print(1)`": ("print(1)", "1\n"), "GSM8K arithmetic (6 lines)": (GSM8K_CODE, "18\n")}

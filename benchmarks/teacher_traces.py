@@ -33,10 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from astuner.experiments.tool_discipline import problems as gen  # noqa: E402
-from astuner.experiments.tool_discipline import traces  # noqa: E402
-from astuner.experiments.tool_discipline.pipeline import CONFIG, load_tasks, path_overrides  # noqa: E402
-from astuner.experiments.tool_discipline.profiles import PROFILES  # noqa: E402
+from experiments.tool_discipline import problems as gen  # noqa: E402
+from experiments.tool_discipline import traces  # noqa: E402
+from experiments.tool_discipline.pipeline import CONFIG, load_tasks, path_overrides  # noqa: E402
+from experiments.tool_discipline.profiles import PROFILES  # noqa: E402
 
 
 def digest(results: list) -> list:

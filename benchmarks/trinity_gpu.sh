@@ -112,7 +112,7 @@ print("imports ok")
 EOF
   ;;
 experiment)
-  timed experiment python3 -m astuner.experiments.tool_discipline --profile gpu --out "$TD"
+  timed experiment python3 -m experiments.tool_discipline --profile gpu --out "$TD"
   rc=$?
   leftovers
   tar -czf "$OUT/experiment.tgz" -C "$TD" results.json results.md grpo/metrics.jsonl grpo/yaml_backup.yaml curve.png 2>/dev/null

@@ -49,3 +49,8 @@ def test_every_documented_module_is_tested():
 def test_unknown_names_fail_clearly():
     with pytest.raises(AttributeError, match="module 'astune' has no attribute 'launcher'"):
         astune.launcher  # noqa: B018 (the attribute access is the test)
+
+
+def test_upstream_task_tag_is_the_rollout_id():
+    wt = WorkflowTask(task=Task(task_id="7"), repeat_index=2)
+    assert wt.rollout_id == wt.task_tag == "T7#R2"

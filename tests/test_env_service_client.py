@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from astuner.env_service import EnvClient, EnvServiceError, EnvServiceGymEnv, RetryPolicy
-from astuner.env_service.example_quiz import QuizGame, answer_in, questions, task_ids
-from astuner.env_service.example_server import serve_in_thread
+from tutorial.example_env_agent.quiz import QuizGame, answer_in, questions, task_ids
+from tutorial.example_env_agent.quiz_server import serve_in_thread
 
 pytestmark = pytest.mark.integration
 

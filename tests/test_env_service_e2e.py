@@ -1,6 +1,6 @@
 """The env_service tutorial end to end: a real service process, the real CLI, the debug backbone.
 
-The example quiz service runs as ``python -m astuner.env_service.example_server --port 0`` (the
+The example quiz service runs as ``python -m tutorial.example_env_agent.quiz_server --port 0`` (the
 kernel picks a free port; the server prints it), the model is the ``scripted`` engine replaying
 ``tutorial/example_env_agent/data/scripted_replies.jsonl``, and ``EnvServiceJudge`` scores every
 rollout through the service. Failure tests kill the service mid-run (it SIGKILLs itself at a given
@@ -38,7 +38,7 @@ def cache_dir(tmp_path_factory) -> Path:
 def start_service(*options: str) -> tuple[subprocess.Popen, str]:
     """The example service in a child process; returns it and its URL (read from its first line)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "astuner.env_service.example_server", "--port", "0", *options],
+        [sys.executable, "-m", "tutorial.example_env_agent.quiz_server", "--port", "0", *options],
         cwd=REPO, stdout=subprocess.PIPE, text=True,
     )
     line = process.stdout.readline().strip()
@@ -201,7 +201,7 @@ class SeedJudge:
 
 
 def test_seed_style_workflow_and_judge_get_the_env(tmp_path, monkeypatch, capsys, cache_dir, no_new_children):
-    from astuner.env_service.example_server import serve_in_thread
+    from tutorial.example_env_agent.quiz_server import serve_in_thread
 
     module = tmp_path / "seed_quiz.py"
     module.write_text(SEED_STYLE)

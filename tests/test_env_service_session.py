@@ -9,11 +9,11 @@ import pytest
 
 from astuner.config.schema import Config, TaskReaderConfig
 from astuner.env_service import EnvServiceError, env_for_rollout
-from astuner.env_service.example_server import serve_in_thread
 from astuner.schema import Task, WorkflowOutput, WorkflowTask
 from astuner.task_judge.base_judge import JudgeInputError
 from astuner.task_judge.env_service_as_judge import EnvServiceJudge, env_reward
 from astuner.task_reader import TaskReaderError, build_task_reader
+from tutorial.example_env_agent.quiz_server import serve_in_thread
 
 
 def reader_data(url: str, **extra) -> dict:

@@ -1,10 +1,11 @@
-"""``astuner --kill`` ends only what astuner started (DESIGN contract 7), through the real CLI in a subprocess.
+"""``astuner --kill`` ends only what astuner started (docs/architecture.md, contract 7), through the real CLI.
 
-Processes: a decoy ``python`` that astuner did not start (must survive ``--kill=python``); a worker
-astuner started with ``astuner.procs.spawn`` plus its child and a grandchild that left the process
-group with ``setsid`` (all must end — the grandchild is only reachable through the /proc walk);
-the test process itself registered under a matching tag (the caller's ancestor: must survive); and,
-when running as root, a registered process that now belongs to another user (must survive).
+The CLI runs in a subprocess. Processes: a decoy ``python`` that astuner did not start (must survive
+``--kill=python``); a worker astuner started with ``astuner.procs.spawn`` plus its child and a
+grandchild that left the process group with ``setsid`` (all must end — the grandchild is only
+reachable through the /proc walk); the test process itself registered under a matching tag (the
+caller's ancestor: must survive); and, when running as root, a registered process that now belongs
+to another user (must survive).
 """
 
 from __future__ import annotations

@@ -35,19 +35,19 @@ def test_normalize_dashscope_list_content_and_string_arguments():
 
 
 def test_tool_choice_none_returns_text_only(qwen25_tokenizer):
-    proxy, _ = make(qwen25_tokenizer, ["Sure. " + CALL])
-    res = asyncio.run(proxy([{"role": "user", "content": "hi"}], tools=TOOLS, tool_choice="none"))
+    tuner, _ = make(qwen25_tokenizer, ["Sure. " + CALL])
+    res = asyncio.run(tuner([{"role": "user", "content": "hi"}], tools=TOOLS, tool_choice="none"))
     assert [b["type"] for b in res.content] == ["text"]
-    assert proxy.calls[0].parsed_tool_calls == []
+    assert tuner.calls[0].parsed_tool_calls == []
 
 
 def test_tool_calls_become_tool_use_blocks_and_are_recorded(qwen25_tokenizer):
-    proxy, engine = make(qwen25_tokenizer, ["Sure. " + CALL])
-    res = asyncio.run(proxy([{"role": "user", "content": "hi"}], tools=TOOLS, tool_choice="auto"))
+    tuner, engine = make(qwen25_tokenizer, ["Sure. " + CALL])
+    res = asyncio.run(tuner([{"role": "user", "content": "hi"}], tools=TOOLS, tool_choice="auto"))
     kinds = [b["type"] for b in res.content]
     assert kinds == ["text", "tool_use"]
     assert res.content[1]["name"] == "execute_python_code" and res.content[1]["input"] == {"code": "print(1)"}
-    rec = proxy.calls[0]
+    rec = tuner.calls[0]
     assert rec.completion_ids == engine.returned[0].token_ids and rec.logprobs == engine.returned[0].logprobs
     assert rec.finish_reason == "stop" and rec.reply_text == "Sure."
     assert res.usage.output_tokens == len(rec.completion_ids)
@@ -58,24 +58,24 @@ def test_structured_model_sets_metadata(qwen25_tokenizer):
         text: str
 
     reply = '<tool_call>\n' + json.dumps({"name": STRUCTURED_TOOL, "arguments": {"text": "short"}}) + "\n</tool_call>"
-    proxy, engine = make(qwen25_tokenizer, [reply])
-    res = asyncio.run(proxy([{"role": "user", "content": "summarise"}], structured_model=Summary))
+    tuner, engine = make(qwen25_tokenizer, [reply])
+    res = asyncio.run(tuner([{"role": "user", "content": "summarise"}], structured_model=Summary))
     assert res.metadata == {"text": "short"}
     assert STRUCTURED_TOOL in qwen25_tokenizer.decode(engine.prompts[0])
 
 
 def test_changed_history_starts_a_new_timeline(qwen25_tokenizer):
-    proxy, _ = make(qwen25_tokenizer, ["one", "two"])
-    asyncio.run(proxy([{"role": "user", "content": "hi"}]))
-    asyncio.run(proxy([{"role": "user", "content": "a different question"}]))
-    assert proxy.timeline_breaks == 1 and [c.timeline for c in proxy.calls] == [0, 1]
+    tuner, _ = make(qwen25_tokenizer, ["one", "two"])
+    asyncio.run(tuner([{"role": "user", "content": "hi"}]))
+    asyncio.run(tuner([{"role": "user", "content": "a different question"}]))
+    assert tuner.timeline_breaks == 1 and [c.timeline for c in tuner.calls] == [0, 1]
 
 
 def test_judge_dictionary_updates_not_replaces(qwen25_tokenizer):
-    proxy, _ = make(qwen25_tokenizer, ["x"])
-    proxy.update_judge_input_dictionary(final_answer="1", extra=2)
-    proxy.update_judge_input_dictionary(final_answer="3")
-    assert proxy.get_judge_input_dictionary() == {"final_answer": "3", "extra": 2}
+    tuner, _ = make(qwen25_tokenizer, ["x"])
+    tuner.update_judge_input_dictionary(final_answer="1", extra=2)
+    tuner.update_judge_input_dictionary(final_answer="3")
+    assert tuner.get_judge_input_dictionary() == {"final_answer": "3", "extra": 2}
 
 
 def test_unparsable_call_is_answered_with_a_readable_tool_message(qwen25_tokenizer):
@@ -84,12 +84,12 @@ def test_unparsable_call_is_answered_with_a_readable_tool_message(qwen25_tokeniz
     from astuner.tool_call_answers import UNPARSED_CALL_TOOL, answer_unparsed_calls
 
     broken = 'Let me run it. <tool_call>{"arguments": {"code": "print(1)"}}</tool_call> and <tool_call></tool_call>'
-    proxy, engine = make(qwen25_tokenizer, [broken, "done"])
+    tuner, engine = make(qwen25_tokenizer, [broken, "done"])
     user = {"role": "user", "content": "hi"}
-    res = asyncio.run(proxy([user], tools=TOOLS, tool_choice="auto"))
+    res = asyncio.run(tuner([user], tools=TOOLS, tool_choice="auto"))
     placeholders = [b for b in res.content if b["type"] == "tool_use"]
     assert [b["name"] for b in placeholders] == [UNPARSED_CALL_TOOL, UNPARSED_CALL_TOOL]
-    rec = proxy.calls[0]
+    rec = tuner.calls[0]
     assert rec.malformed_tool_call and rec.parsed_tool_calls == []
     assert rec.tool_call_problems == ['it has no "name" string', "the <tool_call> block is empty"]
     history = [user, {"role": "assistant", "content": res.content[0]["text"], "tool_calls": [
@@ -97,14 +97,14 @@ def test_unparsable_call_is_answered_with_a_readable_tool_message(qwen25_tokeniz
         for b in placeholders]}]
     history += [{"role": "tool", "tool_call_id": b["id"], "name": b["name"],
                  "content": f"FunctionNotFoundError: Cannot find the function named {b['name']}"} for b in placeholders]
-    asyncio.run(proxy(history, tools=TOOLS, tool_choice="auto"))
+    asyncio.run(tuner(history, tools=TOOLS, tool_choice="auto"))
     second = qwen25_tokenizer.decode(engine.prompts[1])
     assert "FunctionNotFoundError" not in second and UNPARSED_CALL_TOOL not in second
     assert "Error: this tool call was not run because it has no \"name\" string." in second
     assert "Error: this tool call was not run because the <tool_call> block is empty." in second
     assert "Available tools: execute_python_code." in second
     assert engine.prompts[1][: len(engine.prompts[0]) + len(rec.completion_ids)] == engine.prompts[0] + rec.completion_ids
-    assert proxy.timeline_breaks == 0
+    assert tuner.timeline_breaks == 0
     assert answer_unparsed_calls(history, {}) is history
 
 
@@ -112,6 +112,6 @@ def test_structured_request_gets_no_placeholder_calls(qwen25_tokenizer):
     class Summary(BaseModel):
         text: str
 
-    proxy, _ = make(qwen25_tokenizer, ["<tool_call>{oops</tool_call>"])
-    res = asyncio.run(proxy([{"role": "user", "content": "summarise"}], structured_model=Summary))
-    assert [b["type"] for b in res.content] == ["text"] and proxy.calls[0].malformed_tool_call
+    tuner, _ = make(qwen25_tokenizer, ["<tool_call>{oops</tool_call>"])
+    res = asyncio.run(tuner([{"role": "user", "content": "summarise"}], structured_model=Summary))
+    assert [b["type"] for b in res.content] == ["text"] and tuner.calls[0].malformed_tool_call

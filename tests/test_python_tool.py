@@ -16,7 +16,7 @@ import pytest
 from astuner.tool import ToolLimits, current_limits, execute_python_code, use_limits
 from astuner.tool.isolation import BWRAP_SCRATCH_NAME
 from astuner.tool.python_tool import effective_timeout
-from astuner.tool.sandbox import shutdown
+from astuner.tool.run import shutdown
 from tests.test_sandbox_support import assert_gone, live_processes, new_tag, parse, run_tool, tag_code
 
 pytestmark = pytest.mark.integration
@@ -248,7 +248,7 @@ def test_escaped_grandchild_does_not_block_return():
 
 def test_cancelled_call_kills_the_group():
     """An agent interrupted mid-call (task cancelled) must not leave the code running."""
-    from astuner.tool.sandbox import run_python
+    from astuner.tool.run import run_python
 
     tag = new_tag()
 

@@ -18,7 +18,7 @@ import threading
 import pytest
 
 from astuner.tool import ToolLimits
-from astuner.tool.sandbox import shutdown
+from astuner.tool.run import shutdown
 from tests.test_sandbox_support import MODES, SLACK_S, assert_no_survivors, new_tag, run_sandbox, tag_code
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("mode", MODES)]

@@ -16,7 +16,7 @@ import pytest
 from astuner.tool import ToolLimits, isolation, reap, scratch
 from astuner.tool.limits import rlimits
 from astuner.tool.output import CappedBuffer
-from astuner.tool.sandbox import limit_notes
+from astuner.tool.run import limit_notes
 
 pytestmark = pytest.mark.integration
 

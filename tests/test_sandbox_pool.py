@@ -17,7 +17,7 @@ import warnings
 import pytest
 
 from astuner.tool import ToolLimits, pool
-from astuner.tool.sandbox import run_python, shutdown
+from astuner.tool.run import run_python, shutdown
 from tests.test_sandbox_support import MODES, assert_gone, assert_no_survivors, run_sandbox
 
 pytestmark = pytest.mark.integration
@@ -143,7 +143,7 @@ def test_shutdown_kills_every_sandbox_and_a_new_call_restarts(mode):
 CHILD = """
 import asyncio, json, sys, time
 from astuner.tool import ToolLimits, pool
-from astuner.tool.sandbox import run_python
+from astuner.tool.run import run_python
 limits = ToolLimits(timeout_s=5.0, isolation=sys.argv[1], pool_size=3)
 assert asyncio.run(run_python("print(1)", 5.0, limits)).stdout == "1\\n"
 time.sleep(0.5)

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from astuner.tool import ToolLimits, execute_python_code, use_limits
-from astuner.tool.sandbox import RunResult, run_python
+from astuner.tool.run import RunResult, run_python
 
 pytestmark = pytest.mark.integration
 

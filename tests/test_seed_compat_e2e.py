@@ -56,10 +56,10 @@ from astuner.tool import execute_python_code
 from tutorial.example_math_agent.math_agent import SYSTEM_PROMPT, FinalResult, extract_final_answer
 
 
-async def react(proxy, query):
+async def react(model, query):
     toolkit = Toolkit()
     toolkit.register_tool_function(execute_python_code)
-    agent = ReActAgent(name="math_react_agent", sys_prompt=SYSTEM_PROMPT, model=proxy,
+    agent = ReActAgent(name="math_react_agent", sys_prompt=SYSTEM_PROMPT, model=model,
                        formatter=DashScopeChatFormatter(), toolkit=toolkit, memory=InMemoryMemory(), max_iters=5)
     agent.set_console_output_enabled(False)
     return extract_final_answer(await agent.reply(Msg("user", query, role="user"), structured_model=FinalResult))

@@ -1,4 +1,4 @@
-"""Token-exactness and masks (DESIGN.md contracts 2 and 3) through a real AgentScope ReActAgent.
+"""Token-exactness and masks (docs/architecture.md, contracts 2 and 3) through a real AgentScope ReActAgent.
 
 The agent, toolkit, formatter and the real Qwen2.5/Qwen3 chat templates are real; only the model's
 replies come from ``ReplayEngine`` (no weights can be downloaded here).
@@ -19,7 +19,7 @@ from agentscope.tool import Toolkit, ToolResponse
 from pydantic import BaseModel, Field
 
 from astuner.chat_template import ChatTemplate
-from astuner.model_tuner import CONTEXT_OVERFLOW_TEXT, ModelTuner, ProxySettings
+from astuner.model_tuner import CONTEXT_OVERFLOW_TEXT, ModelTuner, ModelTunerSettings
 from astuner.samples import build_samples
 from astuner.schema import check_sample_arrays
 from tests.replay import ReplayEngine
@@ -54,30 +54,30 @@ async def fake_python(code: str) -> ToolResponse:
 def run_react(tokenizer, replies, *, cut=None, settings=None):
     template = ChatTemplate(tokenizer)
     engine = ReplayEngine(tokenizer, replies, template.turn.end_of_turn_id, cut=cut)
-    proxy = ModelTuner(engine, template, settings or ProxySettings())
+    tuner = ModelTuner(engine, template, settings or ModelTunerSettings())
     toolkit = Toolkit()
     toolkit.register_tool_function(fake_python, func_name="execute_python_code")
     agent = ReActAgent(
         name="math_react_agent",
         sys_prompt="You solve math problems with tools.",
-        model=proxy,
+        model=tuner,
         formatter=DashScopeChatFormatter(),
         toolkit=toolkit,
         memory=InMemoryMemory(),
     )
     agent.set_console_output_enabled(False)
     reply = asyncio.run(agent.reply(Msg("user", "What is 6*3?", "user"), structured_model=FinalResult))
-    return proxy, engine, template, reply
+    return tuner, engine, template, reply
 
 
 @pytest.mark.parametrize("tokenizer_name", ["qwen25_tokenizer", "tiny_tokenizer"])
 def test_two_call_react_rollout_is_one_token_exact_sample(tokenizer_name, request):
     tokenizer = request.getfixturevalue(tokenizer_name)
-    proxy, engine, template, reply = run_react(tokenizer, [TOOL_REPLY, FINAL_REPLY])
+    tuner, engine, template, reply = run_react(tokenizer, [TOOL_REPLY, FINAL_REPLY])
     assert reply.metadata == {"result": "\\boxed{18}"}
-    assert len(proxy.calls) == 2 and proxy.timeline_breaks == 0
+    assert len(tuner.calls) == 2 and tuner.timeline_breaks == 0
     samples, stats = build_samples(
-        proxy.calls, reward=1.0, group_id="t0", rollout_id="t0#0", max_sample_per_task=4, max_response_length=10_000
+        tuner.calls, reward=1.0, group_id="t0", rollout_id="t0#0", max_sample_per_task=4, max_response_length=10_000
     )
     assert stats.samples == 1
     s = samples[0]
@@ -113,20 +113,20 @@ def test_two_call_react_rollout_is_one_token_exact_sample(tokenizer_name, reques
 def test_prompt_matches_fresh_render_text(tokenizer_name, request):
     """Extending by tokens gives the same text as rendering the whole conversation anew."""
     tokenizer = request.getfixturevalue(tokenizer_name)
-    proxy, engine, template, _ = run_react(tokenizer, [TOOL_REPLY, FINAL_REPLY])
-    second = proxy.calls[1]
+    tuner, engine, template, _ = run_react(tokenizer, [TOOL_REPLY, FINAL_REPLY])
+    second = tuner.calls[1]
     fresh = template.render(second.messages, second.tools, add_generation_prompt=True)
     assert tokenizer.decode(engine.prompts[1]) == fresh
 
 
 def test_length_cut_reply_gets_untrained_end_of_turn(qwen25_tokenizer):
     """A reply cut by max_tokens has no generated end-of-turn; the one the template needs is 0."""
-    proxy, engine, template, _ = run_react(qwen25_tokenizer, [TOOL_REPLY, TOOL_REPLY, FINAL_REPLY], cut={0: 5})
-    first = proxy.calls[0]
+    tuner, engine, template, _ = run_react(qwen25_tokenizer, [TOOL_REPLY, TOOL_REPLY, FINAL_REPLY], cut={0: 5})
+    first = tuner.calls[0]
     assert first.finish_reason == "length" and len(first.completion_ids) == 5
     assert template.turn.end_of_turn_id not in first.completion_ids
     samples, _ = build_samples(
-        proxy.calls, reward=0.0, group_id="g", rollout_id="r", max_sample_per_task=8, max_response_length=10_000
+        tuner.calls, reward=0.0, group_id="g", rollout_id="r", max_sample_per_task=8, max_response_length=10_000
     )
     for s in samples:
         check_sample_arrays(s.token_ids, s.loss_mask, s.logprobs)
@@ -140,19 +140,19 @@ def test_qwen3_template_rollout_stays_valid(qwen3_tokenizer):
     """Qwen3's template is not always prefix-preserving; whatever it does, samples stay valid and
     every generated token is trained exactly once."""
     replies = ["<think>\nuse the tool\n</think>\n\n" + TOOL_REPLY, "<think>\ndone\n</think>\n\n" + FINAL_REPLY]
-    proxy, engine, template, _ = run_react(qwen3_tokenizer, replies)
+    tuner, engine, template, _ = run_react(qwen3_tokenizer, replies)
     samples, stats = build_samples(
-        proxy.calls, reward=1.0, group_id="g", rollout_id="r", max_sample_per_task=8, max_response_length=10_000
+        tuner.calls, reward=1.0, group_id="g", rollout_id="r", max_sample_per_task=8, max_response_length=10_000
     )
-    assert stats.samples == 1 + proxy.timeline_breaks
-    generated = sum(len(c.completion_ids) for c in proxy.calls)
+    assert stats.samples == 1 + tuner.timeline_breaks
+    generated = sum(len(c.completion_ids) for c in tuner.calls)
     assert sum(sum(s.loss_mask) for s in samples) == generated
 
 
 def test_context_overflow_skips_the_engine(qwen25_tokenizer):
-    settings = ProxySettings(max_model_len=300, max_response_length_in_one_turn=100)
-    proxy, engine, _, reply = run_react(qwen25_tokenizer, [TOOL_REPLY, FINAL_REPLY], settings=settings)
-    assert proxy.context_overflow
+    settings = ModelTunerSettings(max_model_len=300, max_response_length_in_one_turn=100)
+    tuner, engine, _, reply = run_react(qwen25_tokenizer, [TOOL_REPLY, FINAL_REPLY], settings=settings)
+    assert tuner.context_overflow
     assert not engine.prompts
     assert CONTEXT_OVERFLOW_TEXT in reply.get_text_content()
 
@@ -160,11 +160,11 @@ def test_context_overflow_skips_the_engine(qwen25_tokenizer):
 def test_qwen3_dropped_think_falls_back_to_a_counted_new_sample(qwen3_tokenizer):
     """A user turn after an assistant turn makes Qwen3 drop its <think>: not a prefix any more."""
     replies = ["<think>\nhmm\n</think>\n\nIt is 18.", "<think>\nok\n</think>\n\n" + TOOL_REPLY, FINAL_REPLY]
-    proxy, engine, template, _ = run_react(qwen3_tokenizer, replies)
-    assert proxy.timeline_breaks >= 1
+    tuner, engine, template, _ = run_react(qwen3_tokenizer, replies)
+    assert tuner.timeline_breaks >= 1
     samples, stats = build_samples(
-        proxy.calls, reward=1.0, group_id="g", rollout_id="r", max_sample_per_task=8, max_response_length=10_000
+        tuner.calls, reward=1.0, group_id="g", rollout_id="r", max_sample_per_task=8, max_response_length=10_000
     )
     assert stats.samples == 2
-    generated = sum(len(c.completion_ids) for c in proxy.calls)
+    generated = sum(len(c.completion_ids) for c in tuner.calls)
     assert sum(sum(s.loss_mask) for s in samples) == generated

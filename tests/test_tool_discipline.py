@@ -15,10 +15,10 @@ import re
 import pytest
 import torch
 
-from astuner.experiments.tool_discipline import problems as gen
-from astuner.experiments.tool_discipline import report
-from astuner.experiments.tool_discipline.teacher import BAD_CASE_OF, BEHAVIOURS, TeacherEngine, TeacherRates, guess_for
 from astuner.task_judge.bad_cases import BAD_CASES
+from experiments.tool_discipline import problems as gen
+from experiments.tool_discipline import report
+from experiments.tool_discipline.teacher import BAD_CASE_OF, BEHAVIOURS, TeacherEngine, TeacherRates, guess_for
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ def test_grpo_child_is_stopped_with_its_process_group_at_the_deadline(tmp_path):
     import sys
     import time
 
-    from astuner.experiments.tool_discipline import grpo
+    from experiments.tool_discipline import grpo
 
     pid_file = tmp_path / "grandchild.pid"
     script = ("import subprocess, sys, time; "
@@ -135,8 +135,8 @@ def workflow_setup(tmp_path_factory):
 
     from astuner.chat_template import ChatTemplate
     from astuner.config import load_config
-    from astuner.experiments.tool_discipline.pipeline import load_tasks, path_overrides
     from astuner.tiny_model import build_tiny_model
+    from experiments.tool_discipline.pipeline import load_tasks, path_overrides
 
     out = tmp_path_factory.mktemp("td")
     train, val = gen.generate_sets((6, 2), seed=11)
@@ -150,7 +150,7 @@ def workflow_setup(tmp_path_factory):
 
 @pytest.mark.parametrize("behaviour", BEHAVIOURS)
 def test_each_teacher_behaviour_is_exactly_its_bad_case_in_the_real_workflow(workflow_setup, behaviour):
-    from astuner.experiments.tool_discipline.traces import collect
+    from experiments.tool_discipline.traces import collect
 
     config, tokenizer, eot, problems, tasks = workflow_setup
     teacher = TeacherEngine(problems, tokenizer, eot, behaviour=behaviour)
@@ -167,7 +167,7 @@ def test_each_teacher_behaviour_is_exactly_its_bad_case_in_the_real_workflow(wor
 
 
 def test_teacher_traces_from_two_processes_equal_the_in_process_ones(workflow_setup):
-    from astuner.experiments.tool_discipline.traces import TeacherSpec, collect_teacher
+    from experiments.tool_discipline.traces import TeacherSpec, collect_teacher
 
     config, tokenizer, _, problems, tasks = workflow_setup
     spec = TeacherSpec(tuple(problems), tokenizer.name_or_path, TeacherRates(no_print=0.3, impatient=0.2, malformed=0.2), 3)
@@ -185,9 +185,9 @@ def test_sft_loss_equals_the_trainers_logprobs_with_and_without_a_shared_prefix(
     from transformers import AutoModelForCausalLM
 
     from astuner.backbone.policy_trainer import trained_logprobs
-    from astuner.experiments.tool_discipline.sft import shared_prefix, sft_loss
-    from astuner.experiments.tool_discipline.traces import collect
     from astuner.tiny_model import build_tiny_model
+    from experiments.tool_discipline.sft import shared_prefix, sft_loss
+    from experiments.tool_discipline.traces import collect
 
     config, tokenizer, eot, problems, tasks = workflow_setup
     results = collect(config, tokenizer, TeacherEngine(problems, tokenizer, eot, seed=4), tasks, num_repeat=2)
@@ -259,7 +259,7 @@ def test_report_of_a_run_stopped_at_its_deadline_uses_the_newest_validation(tmp_
 def test_figures_draw_curves_bars_and_tokens_with_dollar_signs(tmp_path):
     import warnings
 
-    from astuner.experiments.tool_discipline import figures
+    from experiments.tool_discipline import figures
 
     metrics = {k: 0.2 for k in report.METRICS}
     rows = [{"step": 0, **{f"val/{k}": v for k, v in metrics.items()}}]
@@ -272,8 +272,8 @@ def test_figures_draw_curves_bars_and_tokens_with_dollar_signs(tmp_path):
 
 
 def test_sft_schedule_and_shared_prefix():
-    from astuner.experiments.tool_discipline.sft import SFTSettings, learning_rate, shared_prefix
     from astuner.schema import Sample
+    from experiments.tool_discipline.sft import SFTSettings, learning_rate, shared_prefix
 
     settings = SFTSettings(steps=100, lr=1.0, warmup_fraction=0.1, min_lr_fraction=0.1)
     assert learning_rate(0, 100, settings) == pytest.approx(0.1)
@@ -292,8 +292,8 @@ def test_sft_schedule_and_shared_prefix():
 
 
 def test_command_line_settings_change_one_profile_field_each():
-    from astuner.experiments.tool_discipline.__main__ import main, with_settings
-    from astuner.experiments.tool_discipline.profiles import PROFILES
+    from experiments.tool_discipline.__main__ import main, with_settings
+    from experiments.tool_discipline.profiles import PROFILES
 
     gpu = PROFILES["gpu"]
     changed = with_settings(gpu, ["n_sft=32000", "sft.steps=1200", "rates.no_print=0.3", "trace_processes=8", "deadline_s=500"])

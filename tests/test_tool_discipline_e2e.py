@@ -25,9 +25,9 @@ import json
 
 import pytest
 
-from astuner.experiments.tool_discipline.pipeline import run
-from astuner.experiments.tool_discipline.profiles import PROFILES
-from astuner.experiments.tool_discipline.teacher import TAUGHT_BAD_CASES
+from experiments.tool_discipline.pipeline import run
+from experiments.tool_discipline.profiles import PROFILES
+from experiments.tool_discipline.teacher import TAUGHT_BAD_CASES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 

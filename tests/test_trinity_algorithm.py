@@ -1,4 +1,6 @@
-"""astuner's GRPO advantage, PPO-clip loss and KL estimators equal trinity-rft 0.6.0's own (DESIGN contract 4).
+"""astuner's GRPO advantage, PPO-clip loss and KL estimators equal trinity-rft 0.6.0's own.
+
+This is contract 4 of docs/architecture.md (one advantage rule for every backbone).
 
 The advantages are computed by Trinity's ``step_wise_grpo`` (``multi_step_grpo``) and ``grpo``
 functions on Experiences that astuner's workflow produced through Trinity's real WorkflowRunner

@@ -219,7 +219,7 @@ def test_workflow_runs_through_trinitys_workflow_runner(tmp_path):
         while first + run < len(mask) and mask[first + run]:
             run += 1
         assert e.logprobs[first: first + run].tolist() == pytest.approx([fake_logprob(i) for i in range(run)])
-    # the proxy sampled with the train taskset's rollout_args
+    # the model tuner sampled with the train taskset's rollout_args
     assert {r["temperature"] for r in server.requests} == {0.9}
 
 

@@ -1,4 +1,4 @@
-"""Heavy backbones are optional (DESIGN contract 8): astuner works with Trinity, Ray and vLLM unimportable.
+"""Heavy backbones are optional (docs/architecture.md, contract 8): astuner works without Trinity, Ray and vLLM.
 
 The subprocess blocks ``trinity``, ``ray``, ``vllm`` and ``verl`` with a ``sys.modules`` guard
 (``sys.modules[name] = None``: importing them fails, ``importlib.util.find_spec`` reports them

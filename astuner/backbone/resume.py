@@ -1,8 +1,8 @@
 """Which folder a launch writes to: a new run, or the unfinished run the local backbone resumes.
 
-Chosen before anything is created, so the command line names one experiment from the start
-(it used to print a fresh timestamped name, then resume an older run under another name). Only
-``--backbone=local`` with ``local.resume_mode: auto`` resumes:
+Chosen before anything is created, so a launch names one experiment from its first line to its
+last, the resumed run's own name when it resumes. Only ``--backbone=local`` with
+``local.resume_mode: auto`` resumes:
 
 1. the folder of this launch's own name holds a complete checkpoint (a named run, or a rerun
    within the same minute): that run continues;

@@ -1,9 +1,9 @@
 """The base every config block derives from, and a walker over the schema.
 
 Every block forbids unknown keys, so a typo is an error instead of a silently ignored setting
-(DESIGN.md contract 6). Blocks may declare ``renamed_keys`` (old name -> current name, taken from
-``astuner.config.compat``) so that seed-era YAML keeps loading; the old name is moved onto the
-current one before validation, and only the current name is ever dumped.
+(docs/architecture.md, contract 6). Blocks may declare ``renamed_keys`` (old name -> current name,
+taken from ``astuner.config.compat``) so that seed-era YAML keeps loading; the old name is moved
+onto the current one before validation, and only the current name is ever dumped.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``ConfigError`` and the translation of pydantic's errors into one line a user can act on.
 
 A bad config must exit with one line naming the file and the key path, plus the closest valid key
-for a typo (DESIGN.md contract 6). Pydantic's own report is multi-line and speaks in its own terms,
-so each error kind is reworded here.
+for a typo (docs/architecture.md, contract 6). Pydantic's own report is multi-line and speaks in its
+own terms, so each error kind is reworded here.
 """
 
 from __future__ import annotations

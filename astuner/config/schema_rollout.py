@@ -265,14 +265,14 @@ class RolloutConfig(StrictModel):
     max_response_length_in_one_turn: int = Field(
         4096, ge=1,
         description=(
-            "Most tokens one LLM call may generate (the model proxy's max_tokens); a prompt that leaves less room than "
+            "Most tokens one LLM call may generate (the model tuner's max_tokens); a prompt that leaves less room than "
             "this under max_model_len is refused as a context overflow."
         ),
     )
     max_model_len: int = Field(
         18000, ge=1,
         description=(
-            "Context limit in tokens, enforced by the model proxy on every call; must be >= data.max_prompt_length + "
+            "Context limit in tokens, enforced by the model tuner on every call; must be >= data.max_prompt_length + "
             "data.max_response_length (trinity backbone: model.max_model_len and trainer.max_token_len_per_gpu)."
         ),
     )
@@ -304,14 +304,14 @@ class RolloutConfig(StrictModel):
     temperature: float = Field(
         0.9, ge=0.0,
         description=(
-            "Sampling temperature of rollouts, passed by the model proxy to the engine on every call (the scripted "
+            "Sampling temperature of rollouts, passed by the model tuner to the engine on every call (the scripted "
             "engine ignores it); trinity backbone: also the temperature Trinity's trainer recomputes logprobs at."
         ),
     )
     top_p: float = Field(
         1.0, gt=0.0, le=1.0,
         description=(
-            "Nucleus-sampling threshold of rollouts, passed by the model proxy to the engine on every call (the "
+            "Nucleus-sampling threshold of rollouts, passed by the model tuner to the engine on every call (the "
             "scripted engine ignores it; trinity backbone: also model.top_p)."
         ),
     )

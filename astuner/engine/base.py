@@ -1,8 +1,8 @@
 """The inference-engine contract: token ids in, token ids and logprobs out.
 
-An engine never sees messages or text templates; the model proxy (``astuner.model_tuner``)
-renders prompts to token ids and parses completions. This keeps samples token-exact
-(DESIGN.md contract 2): the ids an engine returns are stored and trained on as they are.
+An engine never sees messages or text templates; the model tuner (``astuner.model_tuner``) renders
+prompts to token ids and parses completions. This keeps samples token-exact (docs/architecture.md,
+contract 2): the ids an engine returns are stored and trained on as they are.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Token-exact completions from an OpenAI-compatible server such as ``vllm serve``.
 
 Chat endpoints re-render and re-tokenize messages on the server, which breaks token-exactness
-(DESIGN.md contract 2). This engine therefore uses the plain ``/completions`` endpoint with the
-prompt given as a list of token ids, and asks for vLLM's extras so the reply carries token ids:
-``return_token_ids`` (ids in ``choices[0].token_ids``) and ``return_tokens_as_token_ids``
+(docs/architecture.md, contract 2). This engine therefore uses the plain ``/completions`` endpoint
+with the prompt given as a list of token ids, and asks for vLLM's extras so the reply carries token
+ids: ``return_token_ids`` (ids in ``choices[0].token_ids``) and ``return_tokens_as_token_ids``
 (``logprobs.tokens`` entries of the form ``"token_id:<N>"``, the fallback when ``token_ids`` is
 absent). Logprobs come from ``logprobs.token_logprobs``.
 

@@ -8,7 +8,7 @@ the model's part: each line of the file is one entry,
 - ``{"query": "...", "replies": [...]}`` — used for a task whose main query equals this text;
 - ``{"default": true, "replies": [...]}`` — used for any other task.
 
-For a call, ``context`` (filled by the model proxy) names ``task_id``, ``query``, ``rollout_id``
+For a call, ``context`` (filled by the model tuner) names ``task_id``, ``query``, ``rollout_id``
 and ``call_index`` (0 for a rollout's first call). The entry is chosen by task id, then query,
 then default; the reply is number ``call_index``, the last one repeating when a rollout makes more
 calls than scripted. The text is tokenized with ``tokenizer.encode(text, add_special_tokens=False)``

@@ -85,8 +85,16 @@ def _dtype_kwarg() -> str:
     return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
 
 
-def _cache_kwarg(model: Any) -> str:
-    """transformers 5 renamed ``past_key_values`` to ``cache``; ask the real model (not a PEFT wrapper)."""
+def cache_kwarg(model: Any) -> str:
+    """The name of the keyword that passes a KV cache into ``model``'s forward: ``"cache"`` or
+    ``"past_key_values"``.
+
+    Why: transformers 5 renamed ``past_key_values`` to ``cache``, and astuner supports releases on
+    both sides of the rename, so code that feeds a cache back in (this engine's decode steps, the
+    CUDA-graph decoder, the tool-discipline experiment's shared-prefix SFT loss) asks the model
+    instead of naming the keyword. The real model's signature is read (a PEFT wrapper's
+    ``get_base_model()``), not the wrapper's, whose forward takes ``**kwargs``.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
@@ -150,7 +158,7 @@ class TransformersEngine:
         self.lock = threading.Lock()
         pad = getattr(tokenizer, "pad_token_id", None)
         self._pad_id = pad if pad is not None else 0
-        self._cache_kwarg = _cache_kwarg(model)
+        self._cache_kwarg = cache_kwarg(model)
         self._graphed = (
             GraphedDecoder(model, self._cache_kwarg, max_batch_size) if cuda_graphs and self.device.type == "cuda" else None
         )
@@ -183,7 +191,7 @@ class TransformersEngine:
         with self.lock:
             self.model = model
             self.device = next(model.parameters()).device
-            self._cache_kwarg = _cache_kwarg(model)
+            self._cache_kwarg = cache_kwarg(model)
             if self._graphed is not None:
                 self._graphed = GraphedDecoder(model, self._cache_kwarg, self.max_batch_size)
             if self._generator.device != self.device:

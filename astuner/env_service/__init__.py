@@ -10,11 +10,11 @@
   and older services (``is_truncated`` present or not) and converted between the 4- and 5-tuple.
 - ``session.py``: :func:`env_for_rollout`, which the rollout runner wraps around workflow and
   judge so that every instance is released, also when the rollout fails.
-- ``example_quiz.py`` / ``example_server.py``: a small real service (an arithmetic quiz) for
-  tests and the ``tutorial/example_env_agent`` tutorial.
 
 The task reader is ``astuner.task_reader.env_service`` and the judge
-``astuner.task_judge.env_service_as_judge``.
+``astuner.task_judge.env_service_as_judge``. A small real service (an arithmetic quiz) for tests
+and the tutorial is outside the package: ``tutorial/example_env_agent/quiz_server.py`` (run
+``python -m tutorial.example_env_agent.quiz_server`` from the repository root).
 """
 
 from astuner.env_service.client import EnvClient, EnvServiceError, RetryPolicy

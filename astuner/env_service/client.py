@@ -1,10 +1,10 @@
 """The env_service protocol client: JSON over HTTP POST, with timeouts and bounded retries.
 
 An environment service hosts instances of an environment (AppWorld, a text game, the example
-quiz in ``example_server.py``); one instance lives for one rollout. Every call is a POST of a JSON
-object to ``<env_url>/<endpoint>``; the body always has the keys ``env_type``, ``task_id``,
-``instance_id``, ``messages`` and ``params`` (unused ones null or empty), which is the wire format
-of upstream's env services, so the same services work here:
+quiz in ``tutorial/example_env_agent/quiz_server.py``); one instance lives for one rollout. Every
+call is a POST of a JSON object to ``<env_url>/<endpoint>``; the body always has the keys
+``env_type``, ``task_id``, ``instance_id``, ``messages`` and ``params`` (unused ones null or
+empty), which is the wire format of upstream's env services, so the same services work here:
 
 ====================  =======================================  ==========================================
 endpoint              request (besides the common keys)        response

@@ -17,7 +17,7 @@ Not guaranteed:
 
 - text rebuilt from per-token decodes may differ from the engine's own decode where a character
   is split across tokens; a last generated token that looks like a control token (``<|im_end|>``)
-  is taken as the end of turn and left out of the text, as the model proxy leaves out its stop token;
+  is taken as the end of turn and left out of the text, as the model tuner leaves out its stop token;
 - the tools a call offered are read from a Hermes-style ``<tools>`` block of its prompt (Qwen's
   templates); without one, ``invalid_tool_call`` is not located. ``tool_choice`` is not recorded,
   so every completion is parsed for tool calls;
@@ -88,7 +88,7 @@ def sample_texts(sample: Mapping) -> list[str]:
 
 
 def completions(record: Mapping) -> list[Completion]:
-    """Every completion of every sample, in order, each parsed as the model proxy parsed it."""
+    """Every completion of every sample, in order, each parsed as the model tuner parsed it."""
     out: list[Completion] = []
     for s, sample in enumerate(record.get("samples") or []):
         texts, mask = sample_texts(sample), sample.get("loss_mask") or []

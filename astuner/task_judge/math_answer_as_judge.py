@@ -15,7 +15,7 @@ The order of checkers (``check_answer``; a match from any of them counts):
 
 1. **the rule** (``answers_match``): numbers with units, percent signs, thousands commas,
    scientific notation, ``\\frac``, ``\\text{}``, ``$``; a match ends the check, so every answer
-   the rule accepts scores exactly as before math-verify was added;
+   the rule accepts scores the same whether or not math-verify is used;
 2. **math-verify** (``math_verify_guard.MathVerifier``), only when the rule found no match: of
    answer and reference, the same text the rule compared (the last box, else the whole text),
    each read as one LaTeX expression. It adds symbolic equality (``\\frac{\\sqrt2}{2}`` =
@@ -35,7 +35,7 @@ Which checker decided is returned by ``check_answer`` / ``MathAnswerAsJudge.chec
 ``astuner.task_judge.math_answer_as_judge``.
 
 Not guaranteed: math-verify reads the compared text as one expression and does not search prose
-for a number (an unboxed "The answer is 18." matches neither, as before); an answer that
+for a number (an unboxed "The answer is 18." matches neither checker); an answer that
 math-verify would accept but that is screened out (longer than 1000 characters, nested deeper
 than 20) or takes longer than the deadline scores 0; mixed numbers written with a space are
 understood by neither checker (math-verify even reads ``2 1/2`` as 3/2); percentages are not
@@ -250,9 +250,9 @@ class MathAnswerAsJudge(BaseJudge):
     """1.0 and success when the final answer states the reference answer (the rule, then
     math-verify), else 0.0.
 
-    Class attributes (set them in a subclass): ``use_math_verify`` (False: the rule alone, the
-    judge as it was before math-verify) and ``math_verify_timeout_s`` (deadline of one math-verify
-    comparison). ``stats()`` counts which checker decided, and math-verify's outcomes.
+    Class attributes (set them in a subclass): ``use_math_verify`` (False: the rule alone) and
+    ``math_verify_timeout_s`` (deadline of one math-verify comparison). ``stats()`` counts which
+    checker decided, and math-verify's outcomes.
     """
 
     use_math_verify: bool = True

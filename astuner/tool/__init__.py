@@ -6,6 +6,6 @@ may call it when a run ends so no idle sandbox outlives the run.
 
 from astuner.tool.limits import ToolLimits, current_limits, use_limits
 from astuner.tool.python_tool import execute_python_code
-from astuner.tool.sandbox import shutdown
+from astuner.tool.run import shutdown
 
 __all__ = ["ToolLimits", "current_limits", "execute_python_code", "shutdown", "use_limits"]

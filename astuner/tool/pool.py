@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine
 
 from astuner.tool import scratch
-from astuner.tool.handle import EXIT_GRACE_S, PIPE_GRACE_S, Sandbox, SandboxError
 from astuner.tool.isolation import UidLeases, bwrap_binary, gaps, kill_uid, protections, worker_spec
-# ``Pool``, its constants and ``_alive`` live in warm.py and stay importable from here, as before.
+from astuner.tool.sandbox import EXIT_GRACE_S, PIPE_GRACE_S, Sandbox, SandboxError
+# ``Pool``, its constants and ``_alive`` live in warm.py; they are re-exported for callers of this module.
 from astuner.tool.warm import MAX_STARTING as MAX_STARTING
 from astuner.tool.warm import READY_TIMEOUT_S as READY_TIMEOUT_S
 from astuner.tool.warm import Pool

@@ -9,10 +9,10 @@ in one TextBlock, so prompts and parsers written for AgentScope's tool keep work
 
 Differences a model can notice: the timeout is ``min(requested, limits.timeout_s)`` (a model can
 lower it, never raise it); ``code`` that is not a string is refused with an ``Error:`` text and
-nothing runs (a number was once run as its ``str``, a silent repair); extra keyword arguments are
-ignored (the turn still counts as ``invalid_tool_call``); output is capped; marker lines
-starting with ``astuner:`` or ``TimeoutError:`` may be appended to stderr. What the sandbox does
-and does not protect against is in ``astuner/tool/sandbox.py``.
+nothing runs (running ``str(code)`` would be a silent repair the model never learns from); extra
+keyword arguments are ignored (the turn still counts as ``invalid_tool_call``); output is capped;
+marker lines starting with ``astuner:`` or ``TimeoutError:`` may be appended to stderr. What the
+sandbox does and does not protect against is in ``astuner/tool/sandbox.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from agentscope.message import TextBlock
 from agentscope.tool import ToolResponse
 
 from astuner.tool.limits import current_limits
-from astuner.tool.sandbox import run_python
+from astuner.tool.run import run_python
 
 
 NOT_SOURCE = "Error: the argument `code` must be a string of Python source, not {kind}; nothing was run."

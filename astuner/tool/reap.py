@@ -3,10 +3,10 @@
 Why: the supervisor (``worker.py``) is a child subreaper, so every orphan of the program (a
 ``setsid`` daemon, a double fork, a raw ``fork`` through ctypes) stays its descendant, and it ends
 them all when the program returns. When the caller has to stop a program early (timeout, the
-scratch cap, cancellation, shutdown) it used to SIGKILL the supervisor first: the orphans then
-went to init and, without a dedicated uid to kill them by, outlived the call (a timed-out program's
-``setsid`` daemon did). Killing the supervisor's descendants first, while it still adopts the
-orphans of each one killed, reaches the whole tree; the supervisor is killed after.
+scratch cap, cancellation, shutdown), killing the supervisor first would hand the orphans to init,
+and without a dedicated uid to kill them by they would outlive the call (a timed-out program's
+``setsid`` daemon, for one). So the supervisor's descendants are killed first, while it still
+adopts the orphans of each one killed, which reaches the whole tree; the supervisor is killed after.
 
 Not guaranteed: a descendant found by the ``/proc`` scan can exit and its pid be reused before the
 signal is sent (the window is microseconds; every sandbox-killing path here shares it). A program

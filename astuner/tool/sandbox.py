@@ -1,4 +1,4 @@
-"""Run one piece of model-written Python in a sandbox, with limits, and say how it ended.
+"""A sandbox: what each isolation mode protects against, and ``Sandbox``, one started sandbox.
 
 Why: during RL the policy writes code that runs on the training host thousands of times, and a
 policy that learns to hang, flood, fork or snoop must cost one tool call, not the run or the
@@ -91,111 +91,252 @@ channels. A non-root caller's bwrap sandbox runs as the caller's user, so it rea
 user can read outside the covered directories. tmpfs pages of the scratch space are RAM, not
 counted in ``RLIMIT_AS``, and a tmpfs caps bytes, not files: a flood of empty files there costs
 kernel memory, not scratch space, until the timeout.
+
+``Sandbox`` is one started sandbox seen from the caller: the process spawned, its control socket,
+the pipe its start-up errors go to and the program's two output pipes, all driven by the sandbox
+service's loop (``pool.py``). It is the only code that touches a sandbox's descriptors and pids;
+the service decides when sandboxes start and which call gets which. Processes are started with
+``posix_spawn`` (the kernel's vfork path), so the large training process is never forked, and
+watched through a pidfd (Linux 5.3+; a waiting thread otherwise). If something else in the process
+reaps children with ``waitpid(-1)``, the sandbox's own exit status is lost; the supervisor's report
+over the socket still counts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import fcntl
 import json
-import math
+import os
 import signal
-from dataclasses import dataclass, field
+import socket
+import threading
+from typing import Any, Callable
 
-from astuner.tool import pool
-from astuner.tool.limits import ToolLimits, require_supported, rlimits
+from astuner.tool import scratch
+from astuner.tool.isolation import WorkerSpec, kill_uid
+from astuner.tool.output import CappedBuffer
+from astuner.tool.reap import kill_descendants
 
-
-@dataclass
-class RunResult:
-    """What one sandboxed run produced. ``returncode`` is -1 on timeout or when the supervisor
-    died without reporting, else the program's exit code (negative: killed by that signal);
-    ``notes`` are marker lines for stderr (timeouts, limits hit), kept apart so truncation never
-    cuts them. ``pid`` is the host pid of the sandbox's outer process (bwrap or the supervisor);
-    ``uid`` its dedicated uid, if any; ``isolation`` the mode that ran it."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-    timed_out: bool
-    notes: list[str]
-    pid: int
-    isolation: str = "process"
-    uid: int | None = None
-    info: dict = field(default_factory=dict)
+EXIT_GRACE_S = 1.0
+"""How long to wait for a killed sandbox to exit."""
+PIPE_GRACE_S = 0.5
+"""How long to wait for the output pipes to close once the program is gone."""
+_F_SETPIPE_SZ = 1031
 
 
-def _last_line(text: str) -> str:
-    lines = text.rstrip("\n").rsplit("\n", 1)
-    return lines[-1] if lines else ""
+class SandboxError(RuntimeError):
+    """A sandbox could not be started or kept failing; never raised for what a program does."""
 
 
-def limit_notes(returncode: int, stderr: str, limits: ToolLimits, cpu_s: int) -> list[str]:
-    """Marker lines that say which limit stopped the program, when it can be told."""
-    if returncode == 0:
-        return []
-    if returncode == -signal.SIGXCPU:
-        return [f"astuner: killed: CPU time limit ({cpu_s} s) exceeded"]
-    if returncode == -signal.SIGXFSZ:
-        return [f"astuner: killed: file size limit ({limits.max_file_mb} MB) exceeded"]
-    last = _last_line(stderr)
-    if last.startswith("MemoryError") or "MemoryError" in stderr[-2000:]:
-        return [f"astuner: memory limit ({limits.memory_mb} MB) exceeded"]
-    if "[Errno 27] File too large" in last:
-        return [f"astuner: file size limit ({limits.max_file_mb} MB) exceeded"]
-    if "[Errno 28] No space left on device" in last:
-        return [f"astuner: scratch space limit ({limits.scratch_mb} MB) exceeded"]
-    if "can't start new thread" in last or "[Errno 11] Resource temporarily unavailable" in last:
-        return [f"astuner: process limit ({limits.max_processes} more processes or threads) reached"]
-    if "[Errno 24] Too many open files" in last:
-        return [f"astuner: open file limit ({limits.max_open_files}) reached"]
-    if returncode in (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS, -signal.SIGKILL):
-        name = signal.Signals(-returncode).name
-        return [f"astuner: killed by {name} (the memory limit is {limits.memory_mb} MB)"]
-    return []
+def _high_fd(fd: int) -> int:
+    """``fd`` moved to 4 or above, so the spawn's dup2 onto 0-3 cannot clobber it."""
+    if fd >= 4:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 4)
+    os.close(fd)
+    return moved
 
 
-def _to_result(outcome: pool.Outcome, timeout_s: float, limits: ToolLimits) -> RunResult:
-    if outcome.timed_out:
-        returncode = -1
-        notes = [f"TimeoutError: The code execution exceeded the timeout of {timeout_s:g} seconds."]
-    elif outcome.scratch_full:
-        returncode = -signal.SIGKILL
-        notes = [f"astuner: killed: scratch space limit ({limits.scratch_mb} MB) exceeded"]
-    elif outcome.status is None:
-        returncode = -1
-        notes = ["astuner: the sandbox's supervisor died before reporting (killed by the code?); "
-                 "exit status unknown, every process of the sandbox was killed"]
-    else:
-        returncode = outcome.status
-        notes = limit_notes(returncode, outcome.stderr, limits, math.ceil(timeout_s) + 1)
-    return RunResult(returncode, outcome.stdout, outcome.stderr, outcome.timed_out, notes, outcome.pid,
-                     outcome.mode, outcome.uid, outcome.info)
+class Sandbox:
+    """One started sandbox: the process spawned (bwrap, or the supervisor itself), its control
+    socket, the pipe its start-up errors go to, and, once it is ready, the program's two output
+    pipes (created by the supervisor and passed over the socket), all driven by the service loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, spec: WorkerSpec, on_gone: Callable[[Sandbox], None]) -> None:
+        self.loop, self.spec, self._on_gone = loop, spec, on_gone
+        self.info: dict[str, Any] = {}
+        self.messages: dict[str, Any] = {}
+        self.ready: asyncio.Future[dict] = loop.create_future()
+        self.reported: asyncio.Future[None] = loop.create_future()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.output_closed: asyncio.Future[None] = loop.create_future()
+        self.log_closed: asyncio.Future[None] = loop.create_future()
+        self.returncode: int | None = None
+        self.log = CappedBuffer(1 << 14)
+        self.buffers = {1: CappedBuffer(1 << 16), 2: CappedBuffer(1 << 16)}
+        self._pending = b""
+        self._fds: dict[str, int] = {}
+        self._disposed = False
+        ours, theirs = socket.socketpair()
+        log_r, log_w = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        spawn_fds = [_high_fd(fd) for fd in (devnull, log_w, log_w, theirs.detach())]
+        try:
+            actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(spawn_fds)]
+            self.pid = os.posix_spawn(spec.argv[0], spec.argv, spec.env, file_actions=actions, setsid=True)
+        except BaseException:
+            os.close(log_r)
+            ours.close()
+            raise
+        finally:
+            for fd in set(spawn_fds):
+                os.close(fd)
+        self.sock = ours
+        self.sock.setblocking(False)
+        self._watch("control", self.sock.fileno(), self._on_control)
+        self._watch("log", log_r, lambda: self._on_pipe("log"))
+        self._watch_exit()
+
+    def _watch(self, name: str, fd: int, callback: Callable[[], None]) -> None:
+        self._fds[name] = fd
+        self.loop.add_reader(fd, callback)
+
+    def _unwatch(self, name: str, close: bool = True) -> None:
+        fd = self._fds.pop(name, None)
+        if fd is None:
+            return
+        self.loop.remove_reader(fd)
+        if close:
+            os.close(fd)
+
+    def _watch_exit(self) -> None:
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            threading.Thread(target=self._wait_blocking, daemon=True).start()
+            return
+        self._watch("pidfd", pidfd, self._on_exit)
+
+    def _wait_blocking(self) -> None:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            status = None
+        self.loop.call_soon_threadsafe(self._exited, status)
+
+    def _on_exit(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # someone else reaped it; the supervisor's report still counts
+            pid, status = self.pid, None
+        if pid == 0:
+            return
+        self._unwatch("pidfd")
+        self._exited(status)
+
+    def _exited(self, status: int | None) -> None:
+        self.returncode = os.waitstatus_to_exitcode(status) if status is not None else None
+        if not self.exited.done():
+            self.exited.set_result(None)
+        self._on_gone(self)
+
+    def _on_pipe(self, name: str) -> None:
+        fd = self._fds[name]
+        try:
+            data = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            (self.log if name == "log" else self.buffers[1 if name == "stdout" else 2]).feed(data)
+            return
+        self._unwatch(name)
+        if name == "log" and not self.log_closed.done():
+            self.log_closed.set_result(None)
+        if name != "log" and "stdout" not in self._fds and "stderr" not in self._fds and not self.output_closed.done():
+            self.output_closed.set_result(None)
+
+    def _on_control(self) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 2)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        if len(fds) == 2 and "stdout" not in self._fds:
+            for name, fd in zip(("stdout", "stderr"), fds):
+                os.set_blocking(fd, False)
+                try:
+                    fcntl.fcntl(fd, _F_SETPIPE_SZ, 1 << 20)  # fewer wake-ups for a flood of output
+                except OSError:
+                    pass
+                self._watch(name, fd, lambda name=name: self._on_pipe(name))
+        else:
+            for fd in fds:
+                os.close(fd)
+        if not data:
+            self._unwatch("control", close=False)
+            return
+        self._pending += data
+        while b"\n" in self._pending:
+            line, self._pending = self._pending.split(b"\n", 1)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            self._handle(message)
+
+    def _handle(self, message: dict) -> None:
+        if "ready" in message and not self.ready.done():
+            self.info = message["ready"]
+            self.ready.set_result(self.info)
+        elif "error" in message and not self.ready.done():
+            self.ready.set_exception(SandboxError(f"{self.spec.mode} sandbox setup failed: {message['error']}"))
+        else:
+            self.messages.update(message)
+            if "status" in message and not self.reported.done():
+                self.reported.set_result(None)
+
+    def startup_failure(self) -> str:
+        log = self.log.text("log").strip()
+        return f"{self.spec.mode} sandbox exited during start-up (status {self.returncode}): {log or 'no output'}"
+
+    def capture(self, max_bytes: int) -> None:
+        """Start capturing the program's output under its own cap."""
+        self.buffers = {1: CappedBuffer(max_bytes), 2: CappedBuffer(max_bytes)}
+
+    async def send(self, request: bytes) -> None:
+        await self.loop.sock_sendall(self.sock, request)
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def kill(self) -> None:
+        """SIGKILL everything in the sandbox (idempotent). bwrap: the outer process; its
+        ``--die-with-parent`` chain takes the PID namespace, and with it every process, down.
+        process: the program's whole tree first, while the supervisor (a child subreaper) still
+        adopts the orphans of each process killed (``reap.py``), then the supervisor."""
+        if self.spec.mode == "process" and "child" in self.messages and not self.exited.done():
+            kill_descendants(self.pid)
+        if not self.exited.done():
+            _signal(lambda: os.kill(self.pid, signal.SIGKILL))
+        if self.spec.mode == "process":
+            _signal(lambda: os.killpg(self.pid, signal.SIGKILL))
+            child = self.messages.get("child")
+            if child and not self.info.get("dedicated"):
+                _signal(lambda: os.killpg(child, signal.SIGKILL))
+        if self.spec.uid is not None:
+            kill_uid(self.spec.uid)
+
+    def dispose(self, abnormal: bool) -> None:
+        """Release the descriptors (the exit is still reaped when it comes). After an abnormal end
+        (timeout, cancellation, scratch cap, supervisor died) kill everything first. A scratch dir
+        on the host is removed in every case: the supervisor removes it after a normal end, but
+        not after an abnormal one, nor what a program closed to it (``scratch.remove``)."""
+        if self._disposed:
+            return
+        self._disposed = True
+        if abnormal:
+            self.kill()
+        for name in [n for n in self._fds if n != "pidfd"]:
+            self._unwatch(name, close=name != "control")
+        self.sock.close()
+        if self.info.get("scratch_on_host"):
+            scratch.remove(self.spec.scratch)
+
+    def abandon(self) -> None:
+        """In a forked child: close our copies of the descriptors, touch nothing else."""
+        for name, fd in self._fds.items():
+            if name != "control":
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.sock.close()
 
 
-async def run_python(code: str, timeout_s: float, limits: ToolLimits) -> RunResult:
-    """Run ``code`` as a script in a fresh sandbox under ``limits``, from any event loop or thread.
-
-    Never raises for what the code does; raises ``pool.SandboxError`` (a RuntimeError) when no
-    sandbox can be started, e.g. ``isolation="bwrap"`` where the kernel refuses namespaces.
-    Cancelling the awaiting task kills the sandbox before the cancellation propagates (waiting at
-    most a few seconds for that)."""
-    require_supported(limits)
-    header = json.dumps({"rlimits": sorted(rlimits(limits, timeout_s).items())}).encode() + b"\n"
-    request = header + code.encode("utf-8", errors="surrogatepass")
-    svc = pool.service()
-    job = svc.start(lambda: svc.execute(request, timeout_s, limits.max_output_chars, limits.isolation,
-                                        limits.scratch_mb, limits.pool_size))
+def _signal(send: Callable[[], None]) -> None:
     try:
-        outcome = await asyncio.wrap_future(job.result)
-    except asyncio.CancelledError:
-        svc.cancel(job)
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.wrap_future(job.finished), 5.0)
-        raise
-    return _to_result(outcome, timeout_s, limits)
-
-
-def shutdown() -> None:
-    """Kill every pooled sandbox and stop the pool's thread (also done at interpreter exit)."""
-    pool.shutdown()
+        send()
+    except (ProcessLookupError, PermissionError):
+        pass

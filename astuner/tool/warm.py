@@ -16,7 +16,7 @@ import os
 from collections import deque
 from typing import TYPE_CHECKING
 
-from astuner.tool.handle import PIPE_GRACE_S, Sandbox, SandboxError
+from astuner.tool.sandbox import PIPE_GRACE_S, Sandbox, SandboxError
 
 if TYPE_CHECKING:
     from astuner.tool.pool import Service

@@ -18,9 +18,10 @@ validation (other)          any other ``val/*`` metric                          
 ==========================  ============================================================  ========
 
 Each panel also holds the ``val/`` copy of its metrics: a metric and its validation copy share a
-colour, training as a solid line, validation dashed with round markers. Keeping rates, lengths
-and losses apart is the point: one panel for all of them flattened the rates (issue 19). Other
-training metrics (throughput, counts, ``lr``) are in ``metrics.jsonl`` and not drawn.
+colour, training as a solid line, validation dashed with round markers. Keeping rates, lengths and
+losses apart is the point: on one shared axis, rates between 0 and 1 are flat lines beside lengths
+in the hundreds. Other training metrics (throughput, counts, ``lr``) are in ``metrics.jsonl`` and
+not drawn.
 
 Not guaranteed: a readable legend for dozens of ``madness/*`` checks; a step logged twice (a
 resumed run) is drawn with its last value.

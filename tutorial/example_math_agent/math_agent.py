@@ -1,7 +1,7 @@
 """The Math Agent workflow of the tutorial: a ReAct agent with a Python tool solves one problem.
 
-Seed style: astuner passes its model proxy as ``astune_proxy``; the agent uses it like any
-AgentScope model; the workflow hands the final answer to the judge with
+Seed style: astuner passes its model tuner (``ModelTuner``) as ``astune_proxy``; the agent uses it
+like any AgentScope model; the workflow hands the final answer to the judge with
 ``astune_proxy.update_judge_input_dictionary(final_answer=...)``.
 """
 

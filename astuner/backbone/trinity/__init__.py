@@ -3,7 +3,7 @@
 ``astuner --conf X.yaml --backbone=trinity --with-ray`` translates the config to a Trinity config
 (``config.py``; saved as ``<exp_dir>/trinity_config.yaml``), registers astuner's workflow and task
 reader as Trinity plugins (``plugins/``), starts or joins Ray (``astuner.ray_service``) and runs
-Trinity (``launch.py``). Inside Trinity each task runs astuner's ``Rollouts`` with the model proxy
+Trinity (``launch.py``). Inside Trinity each task runs astuner's ``Rollouts`` with the model tuner
 bound to Trinity's vLLM rollout model (``engine.py``, ``workflow.py``) and returns one Experience
 per merged sample, trained with ``multi_step_grpo``. See docs/trinity.md.
 

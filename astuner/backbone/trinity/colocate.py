@@ -3,10 +3,10 @@
 Why: in 0.6.0 the explorer creates its vLLM engine inside a Ray placement group that asks for one
 whole GPU (``Allocator.create_all_models``, in ``Explorer.prepare``), but the trainer's verl worker
 group has already reserved the cluster's only GPU in the trainer's constructor. The placement group
-never becomes ready and the run hangs before its first step, silently: seen on an H100 on
-2026-12-06 (docs/results/trinity_gpu.md: the trainer ready, no vLLM memory on the card, no step in
-6.5 minutes). Trinity's later sources create the colocated engine without a placement group and
-with ``num_gpus=0``, pinned to GPU 0 through ``cuda_visible_devices``, so that both share the card.
+never becomes ready and the run hangs before its first step, silently (the trainer ready, no vLLM
+memory on the card, no step: docs/results/trinity_gpu.md). Trinity's later sources create the
+colocated engine without a placement group and with ``num_gpus=0``, pinned to GPU 0 through
+``cuda_visible_devices``, so that both share the card.
 
 ``patch_allocator`` does the same from astuner's Trinity plugin, which Trinity imports in the
 explorer's constructor, before ``prepare``. It applies only where the launch asked for it
@@ -16,8 +16,9 @@ translation also sets ``explorer.rollout_model.cuda_visible_devices: "0"`` (0.6.
 only when ``gpu_memory_utilization`` was above 0.25).
 
 Scope: one vLLM engine of one GPU and no auxiliary models, which is all colocate mode allows;
-anything else raises a one-line error instead of hanging. Not guaranteed: that the engine and the
-trainer fit the card together (the engine takes 25% of its memory); not yet run on a GPU.
+anything else raises a one-line error instead of hanging. Run on one H100 with the tool-discipline
+checkpoint (docs/results/trinity_gpu.md). Not guaranteed: that the engine and the trainer fit the
+card together for a larger model (the engine takes 25% of its memory).
 """
 
 from __future__ import annotations

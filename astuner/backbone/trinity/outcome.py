@@ -1,11 +1,12 @@
 """Whether a Trinity run that says it succeeded really trained: its trainer's log and step count.
 
 Why: Trinity-RFT 0.6.0's trainer catches any exception of a training step, logs "Error in Trainer"
-with the traceback, saves a checkpoint and returns normally, and ``both`` then reports success. On
-an H100 on 2026-12-06 a run whose trainer failed at step 1 (``flash_attn`` missing) ended with
-"Trinity finished" and exit 0. ``trainer_failure`` reads the part of the trainer's log written
-during this launch (``<checkpoint_job_dir>/log/trainer.log``, appended across resumed runs, so only
-bytes past ``log_offset`` count) and returns the exception line, so the launch can exit 1 with it.
+with the traceback, saves a checkpoint and returns normally, and ``both`` then reports success: a
+run whose trainer fails at step 1 (``flash_attn`` missing, say) would end with "Trinity finished"
+and exit 0 (docs/results/trinity_gpu.md). ``trainer_failure`` reads the part of the trainer's log
+written during this launch (``<checkpoint_job_dir>/log/trainer.log``, appended across resumed runs,
+so only bytes past ``log_offset`` count) and returns the exception line, so the launch can exit 1
+with it.
 
 Not guaranteed: an error Trinity logs in another format, or in another actor's log, is not seen
 here; the explorer's own failures already make ``both`` report failure.

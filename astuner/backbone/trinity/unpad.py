@@ -1,15 +1,15 @@
 """verl's unpadding helpers without ``flash_attn``: the same four functions in plain PyTorch.
 
-Why: Trinity-RFT 0.6.0's trainer converts every batch to verl's packed (no-padding) layout before the
-reference and old log-probabilities and the update (``left_right_2_no_padding``), whatever the
+Why: Trinity-RFT 0.6.0's trainer converts every batch to verl's packed (no-padding) layout before
+the reference and old log-probabilities and the update (``left_right_2_no_padding``), whatever the
 model's attention. verl 0.8.0 takes the helpers it needs (``index_first_axis``, ``pad_input``,
-``rearrange``, ``unpad_input``) from ``flash_attn.bert_padding`` on every non-NPU machine, so without
-the ``flash_attn`` package the trainer's first step fails with ``ModuleNotFoundError``. Seen on an
-H100 on 2026-12-06: Trinity then stopped after step 1 and still reported success (``outcome.py``
-now catches that). ``flash_attn`` has no wheel on PyPI for our GPU image, so ``patch_unpadding``
-gives verl these PyTorch versions when ``flash_attn`` is absent. They return what flash_attn's do
-(the selected rows, their flat indices, the cumulative lengths, the longest length, the used
-lengths); they are plain indexing, slower than flash_attn's kernels on large batches.
+``rearrange``, ``unpad_input``) from ``flash_attn.bert_padding`` on every non-NPU machine, so
+without the ``flash_attn`` package the trainer's first step fails with ``ModuleNotFoundError``,
+after which Trinity stops and still reports success (``outcome.py`` turns that into a failed
+launch). ``flash_attn`` has no wheel on PyPI for our GPU image, so ``patch_unpadding`` gives verl
+these PyTorch versions when ``flash_attn`` is absent. They return what flash_attn's do (the selected
+rows, their flat indices, the cumulative lengths, the longest length, the used lengths); they are
+plain indexing, slower than flash_attn's kernels on large batches.
 
 astuner's Trinity plugin calls it in every Trinity process that loads plugins (the trainer among
 them, where the packing happens). Nothing changes where ``flash_attn`` is installed. ``rearrange``

@@ -3,12 +3,12 @@
 One Trinity task is one astuner task. Trinity's runner hands the workflow the task's repeat count
 and the index of its first run (``can_repeat``; astuner's translation leaves
 ``explorer.max_repeat_times_per_runner`` unset, so one runner gets the whole group and its rollouts
-run concurrently here, through ``astuner.rollout_service.roll_out`` with repeats numbered from
-that index). For every run the workflow calls ``Rollouts.run(task, run_index)`` — the same code the
-debug backbone runs: the user's
-AgentScope workflow with astuner's model proxy, the judge, bad-case checks, token-exact samples —
-with the proxy's engine bound to Trinity's rollout model (``TrinityEngine``) and sampling from the
-task's ``rollout_args`` (training: ``rollout.temperature``/``top_p``; validation: ``val_kwargs``).
+run concurrently here, through ``astuner.rollout_service.roll_out`` with repeats numbered from that
+index). For every run the workflow calls ``Rollouts.run(task, repeat_index)`` — the same code the
+debug backbone runs: the user's AgentScope workflow with astuner's model tuner, the judge, bad-case
+checks, token-exact samples — with the model tuner's engine bound to Trinity's rollout model
+(``TrinityEngine``) and sampling from the task's ``rollout_args`` (training:
+``rollout.temperature``/``top_p``; validation: ``val_kwargs``).
 
 Every merged sample becomes one Experience (``experiences_from_rollout``):
 ``tokens = sample.token_ids``, ``prompt_length = sample.prompt_length``, ``logprobs`` and

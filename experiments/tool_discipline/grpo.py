@@ -23,7 +23,7 @@ from pathlib import Path
 
 from astuner.engine.server_guard import stop_process_group
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 STOP_GRACE_S = 15.0
 """Seconds between SIGTERM and SIGKILL when the deadline stops the run."""
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from astuner.experiments.tool_discipline.sft import SFTSettings
-from astuner.experiments.tool_discipline.teacher import TeacherRates
+from experiments.tool_discipline.sft import SFTSettings
+from experiments.tool_discipline.teacher import TeacherRates
 
 
 @dataclass(frozen=True)

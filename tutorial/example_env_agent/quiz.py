@@ -1,4 +1,4 @@
-"""The example environment: an arithmetic quiz, served by ``example_server.py``.
+"""The example environment: an arithmetic quiz, served by ``quiz_server.py``.
 
 Environment type ``arith_quiz``. Each task is a short quiz of arithmetic questions; an instance
 plays one quiz. The first observation asks question 1; every step takes the agent's answer (the

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from astuner.experiments.tool_discipline import problems as gen
-from astuner.experiments.tool_discipline import figures, grpo, report, sft, traces
-from astuner.experiments.tool_discipline.profiles import Profile
-from astuner.experiments.tool_discipline.teacher import TeacherEngine
+from experiments.tool_discipline import problems as gen
+from experiments.tool_discipline import figures, grpo, report, sft, traces
+from experiments.tool_discipline.profiles import Profile
+from experiments.tool_discipline.teacher import TeacherEngine
 
 if TYPE_CHECKING:
     from astuner.config.schema import Config

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from astuner.backbone.policy_trainer import base_causal_lm
-from astuner.engine.transformers_engine import _cache_kwarg
+from astuner.engine.transformers_engine import cache_kwarg
 from astuner.schema import Sample
 
 
@@ -89,7 +89,7 @@ def sft_loss(model: Any, batch: Sequence[Sample], device: torch.device) -> torch
         cache = out.past_key_values if cache is None else cache
         cache.batch_repeat_interleave(len(batch))
         positions = torch.arange(prefix, width, device=device)[None].expand(len(batch), -1)
-        extra = {_cache_kwarg(body): cache, "position_ids": positions}
+        extra = {cache_kwarg(body): cache, "position_ids": positions}
     hidden = body.model(input_ids=ids[:, prefix:], use_cache=False, **extra).last_hidden_state
     logits = body.lm_head(hidden[:, :-1]).float()
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, prefix + 1 :], reduction="none")

@@ -3,7 +3,7 @@
 Why: the cold-start policy must begin as an *imperfect but competent* tool user, the situation of
 the seed's section 4. A small model trained from scratch has no such habits, so it is supervised on
 traces of this teacher, produced by the real ``ExampleMathLearn`` workflow with astuner's tool and
-judge. The teacher plays the model's part from what the proxy passes in ``context`` (``query``,
+judge. The teacher plays the model's part from what the model tuner passes in ``context`` (``query``,
 ``rollout_id``, ``call_index`` and the ``messages`` of the call):
 
 * **good**: calls ``execute_python_code`` with code that prints the result; after the tool
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from astuner.engine.base import Completion, SamplingParams
-from astuner.experiments.tool_discipline.problems import Problem
+from experiments.tool_discipline.problems import Problem
 
 BEHAVIOURS = ("good", "no_print", "impatient", "malformed")
 BAD_CASE_OF = {"no_print": "empty_tool_stdout", "impatient": "answer_before_tool_response", "malformed": "malformed_tool_call"}

@@ -2,13 +2,13 @@
 
 Why through the real stack: the supervised data must be exactly what the policy will later see and
 produce in GRPO — the same system prompt and tool schemas rendered by the same chat template, the
-same proxy that builds token-exact samples with loss masks, the same sandboxed tool output, the
+same model tuner that builds token-exact samples with loss masks, the same sandboxed tool output, the
 same judge and bad-case flags. ``collect`` therefore uses ``build_runtime`` with the teacher as the
 engine and ``Rollouts``, as every backbone does, and returns the ``RolloutResult``s: their
 ``samples`` are the SFT data; their flags and rewards describe the teacher.
 
 Why ``collect_teacher`` can use several processes: one process runs about 120 teacher rollouts per
-second, bound by its own Python work (the agent, the proxy's prompt rendering and tokenization),
+second, bound by its own Python work (the agent, the model tuner's prompt rendering and tokenization),
 not by the tool or the teacher. The teacher's replies depend only on its seed, the rollout id and
 the problem, so splitting the tasks across processes gives the same results in the same order.
 """
@@ -31,8 +31,8 @@ from astuner.schema import Task
 if TYPE_CHECKING:
     from astuner.config.schema import Config
     from astuner.engine.base import Engine
-    from astuner.experiments.tool_discipline.problems import Problem
-    from astuner.experiments.tool_discipline.teacher import TeacherRates
+    from experiments.tool_discipline.problems import Problem
+    from experiments.tool_discipline.teacher import TeacherRates
 
 
 def collect(config: Config, tokenizer: Any, engine: Engine, tasks: Sequence[Task], *, num_repeat: int = 1,
@@ -81,7 +81,7 @@ def _collect_chunk(config: Config, spec: TeacherSpec, tasks: list[Task], num_rep
     from transformers import AutoTokenizer
 
     from astuner.chat_template import ChatTemplate
-    from astuner.experiments.tool_discipline.teacher import TeacherEngine
+    from experiments.tool_discipline.teacher import TeacherEngine
 
     tokenizer = AutoTokenizer.from_pretrained(str(Path(spec.tokenizer_dir)))
     teacher = TeacherEngine(spec.problems, tokenizer, ChatTemplate(tokenizer).turn.end_of_turn_id, spec.rates, seed=spec.seed)

@@ -1,9 +1,10 @@
-"""A small, real environment service: the arithmetic quiz (``example_quiz.py``) over HTTP.
+"""A small, real environment service: the arithmetic quiz (``quiz.py``) over HTTP.
 
-Run it with ``python -m astuner.env_service.example_server --port 8080`` (``--port 0`` picks a
-free port). The first line on stdout is ``env service listening on http://HOST:PORT``. It speaks
-the env_service protocol (``client.py``): POST ``get_env_profile``, ``create``, ``step``,
-``evaluate`` and ``release`` with JSON bodies, plus one extension for tests and operators:
+Run it from the repository root with ``python -m tutorial.example_env_agent.quiz_server --port
+8080`` (``--port 0`` picks a free port). The first line on stdout is ``env service listening on
+http://HOST:PORT``. It speaks the env_service protocol (``astuner/env_service/client.py``): POST
+``get_env_profile``, ``create``, ``step``, ``evaluate`` and ``release`` with JSON bodies, plus one
+extension for tests and operators:
 ``instances`` (POST or GET) lists the live instances as ``{"data": {instance_id: task_id}}``.
 
 Options for testing failure handling:
@@ -16,9 +17,9 @@ Options for testing failure handling:
 - ``--step-delay-s S``: wait S seconds before answering each step — a slow service.
 
 ``--max-steps N`` (0: none) cuts an episode off after N answered questions: that step and any
-later one answer ``is_terminated`` and ``is_truncated`` true (``step_api.py``), so both a
-gymnasium-style client (truncated) and an older one (the episode is over) stop there. Every step
-response carries ``is_truncated``.
+later one answer ``is_terminated`` and ``is_truncated`` true (``astuner/env_service/step_api.py``),
+so both a gymnasium-style client (truncated) and an older one (the episode is over) stop there.
+Every step response carries ``is_truncated``.
 
 It uses only the standard library (``ThreadingHTTPServer``: one thread per request) and ends
 cleanly on SIGTERM or SIGINT. Not guaranteed: authentication, persistence of instances across
@@ -42,8 +43,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from astuner.env_service.example_quiz import ENV_TYPE, QuizGame, UnknownTask, task_ids
 from astuner.env_service.step_api import to_wire
+from tutorial.example_env_agent.quiz import ENV_TYPE, QuizGame, UnknownTask, task_ids
 
 
 class _Reply(Exception):
@@ -255,7 +256,7 @@ def serve_in_thread(**options: Any) -> Iterator[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m astuner.env_service.example_server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tutorial.example_env_agent.quiz_server", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default 8080)")
     parser.add_argument("--record", default="", help="file that always holds the live/created/released instances")

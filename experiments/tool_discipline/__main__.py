@@ -1,4 +1,6 @@
-"""``python -m astuner.experiments.tool_discipline --profile gpu|cpu --out DIR``: the whole experiment.
+"""``python -m experiments.tool_discipline --profile gpu|cpu --out DIR``: the whole experiment.
+
+Run it from the repository root: ``experiments`` is not part of the installed package.
 
 ``--set FIELD=VALUE`` changes one field of the profile for this run (``n_sft=32000``,
 ``sft.steps=1200``, ``rates.no_print=0.3``, ``trace_processes=8``), ``--grpo KEY=VALUE`` adds a
@@ -14,7 +16,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from astuner.experiments.tool_discipline.profiles import Profile
+    from experiments.tool_discipline.profiles import Profile
 
 
 def with_settings(profile: Profile, assignments: list[str]) -> Profile:
@@ -45,10 +47,10 @@ def _replace(obj: Any, path: list[str], text: str, key: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from astuner.experiments.tool_discipline.pipeline import run
-    from astuner.experiments.tool_discipline.profiles import PROFILES
+    from experiments.tool_discipline.pipeline import run
+    from experiments.tool_discipline.profiles import PROFILES
 
-    parser = argparse.ArgumentParser(prog="python -m astuner.experiments.tool_discipline", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m experiments.tool_discipline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="gpu", help="gpu: the full run; cpu: the CI miniature")
     parser.add_argument("--out", default="saved_experiments/tool_discipline", help="output directory (created)")
