@@ -113,7 +113,9 @@ def trinity_run(stage_dir: Path) -> dict[str, Any]:
                                        if "actor/perf/max_memory_allocated_gb" in r), default=None),
         "median_rollout_s": median(explorer, "rollout/time/task_execution/mean"),
         "rollout_success_by_step": [r["rollout/success/mean"] for r in explorer],
+        "validation_steps": [int(m.group(1)) for m in re.finditer(r"\bStep (\d+): \{'eval/", log)],
         "validation_before": {k: v for k, v in (evals[0] if evals else {}).items() if k.endswith("/mean@2")},
+        "validation_after": {k: v for k, v in (evals[-1] if len(evals) > 1 else {}).items() if k.endswith("/mean@2")},
         "card_peak_memory_mib": card_peak_mib(stage_dir / "gpu_mem_trinity.csv"),
         "leftover_processes_after_kill": len((stage_dir / "leftover_ps.txt").read_text().splitlines())
         if (stage_dir / "leftover_ps.txt").exists() else None,
