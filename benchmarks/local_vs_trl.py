@@ -1,5 +1,10 @@
 """GRPO step time of astuner's ``local`` backbone vs TRL's ``GRPOTrainer`` (no vLLM), same GPU, same run.
 
+Rows: ``astuner`` (the in-process transformers engine), ``astuner-gc`` (the same with activation
+checkpointing), ``astuner-vllm`` (``rollout.engine.type: vllm``: a ``vllm serve`` astuner starts,
+bf16, 40% of the card, weights reloaded in place after each update) and ``trl``. ``--impls`` picks
+a subset (``astuner-vllm`` needs vLLM installed; ``trl`` needs TRL).
+
 Both train a randomly initialised model of Qwen2.5-0.5B's architecture (bf16) with the real
 Qwen2.5 tokenizer on the same 8 prompts × 8 generations × up to 256 new tokens, temperature 1,
 lr 1e-6, no KL term, one optimizer step per batch, token-mean loss. A random policy almost never
@@ -79,7 +84,17 @@ def run_astuner_gc(model_dir: Path, steps: int, work: Path) -> dict:
     return run_astuner(model_dir, steps, work, gradient_checkpointing=True)
 
 
-def run_astuner(model_dir: Path, steps: int, work: Path, gradient_checkpointing: bool = False) -> dict:
+def run_astuner_vllm(model_dir: Path, steps: int, work: Path) -> dict:
+    """astuner with the vLLM engine: rollouts from a vLLM server, weight sync by in-place reload."""
+    return run_astuner(model_dir, steps, work, engine=VLLM_ENGINE)
+
+
+VLLM_ENGINE = "{type: vllm, vllm: {gpu_memory_utilization: 0.4, dtype: bfloat16, weight_sync: reload}}"
+TRANSFORMERS_ENGINE = "{type: transformers, transformers: {max_batch_size: 64}}"
+
+
+def run_astuner(model_dir: Path, steps: int, work: Path, gradient_checkpointing: bool = False,
+                engine: str = TRANSFORMERS_ENGINE) -> dict:
     from astuner.cli import main
 
     (work / "bench_workflow.py").write_text(WORKFLOW)
@@ -100,7 +115,7 @@ astuner:
     max_response_length_in_one_turn: {NEW_TOKENS}
     max_model_len: 1024
     max_env_worker: 64
-    engine: {{type: transformers, transformers: {{max_batch_size: 64}}}}
+    engine: {engine}
   data: {{train_batch_size: {PROMPTS}, max_prompt_length: 512, max_response_length: {NEW_TOKENS}}}
   task_judge: {{judge_protocol: {work}/bench_workflow.py->CoinJudge}}
   model: {{path: {model_dir}}}
@@ -119,6 +134,7 @@ astuner:
         "generated_tokens": [r["response_length_mean"] * PROMPTS * GENERATIONS for r in rows],
         "train_tokens": [r["train_tokens_per_s"] * r["train_time_s"] for r in rows],
         "peak_memory_gb": max(r.get("peak_memory_gb", 0.0) for r in rows),
+        "weight_sync_s": [r["weight_sync_s"] for r in rows if "weight_sync_s" in r],
     }
 
 
@@ -182,7 +198,7 @@ def run_trl(model_dir: Path, steps: int, work: Path) -> dict:
     }
 
 
-RUNNERS = {"astuner": run_astuner, "astuner-gc": run_astuner_gc, "trl": run_trl}
+RUNNERS = {"astuner": run_astuner, "astuner-gc": run_astuner_gc, "astuner-vllm": run_astuner_vllm, "trl": run_trl}
 
 
 def med(xs: list[float]) -> float:
@@ -205,9 +221,11 @@ def table(res: dict) -> str:
         )
     lines.append("")
     lines.append("training tok/s = prompt + completion tokens of the step's 64 sequences (the same in every row) / update time.")
-    if {"astuner", "trl"} <= set(res):
-        lines.append("")
-        lines.append(f"TRL / astuner step time (median): {med(res['trl']['step_time_s']) / med(res['astuner']['step_time_s']):.2f}x")
+    for name in ("astuner", "astuner-vllm"):
+        if {name, "trl"} <= set(res):
+            ratio = med(res["trl"]["step_time_s"]) / med(res[name]["step_time_s"])
+            lines.append("")
+            lines.append(f"TRL / {name} step time (median): {ratio:.2f}x")
     return "\n".join(lines)
 
 
@@ -216,6 +234,8 @@ def main() -> int:
     p.add_argument("--tokenizer", required=True, help="a Qwen2.5 tokenizer directory")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--out", default="")
+    p.add_argument("--impls", default="astuner,astuner-gc,astuner-vllm,trl",
+                   help="comma-separated rows to run, of " + ", ".join(RUNNERS))
     p.add_argument("--only", choices=sorted(RUNNERS), default=None, help=argparse.SUPPRESS)
     p.add_argument("--model-dir", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -224,9 +244,13 @@ def main() -> int:
         fn = RUNNERS[args.only]
         print("RESULT " + json.dumps(fn(Path(args.model_dir), args.steps, work)))
         return 0
+    impls = [name.strip() for name in args.impls.split(",") if name.strip()]
+    unknown = sorted(set(impls) - set(RUNNERS))
+    if unknown:
+        p.error(f"--impls: unknown {unknown}; choose from {sorted(RUNNERS)}")
     model_dir = make_model(Path(tempfile.mkdtemp(prefix="qwen25_05b_random_")), Path(args.tokenizer))
     results = {}
-    for impl in ("astuner", "astuner-gc", "trl"):
+    for impl in impls:
         out = subprocess.run(
             [sys.executable, __file__, "--tokenizer", args.tokenizer, "--steps", str(args.steps), "--only", impl,
              "--model-dir", str(model_dir)], capture_output=True, text=True,
