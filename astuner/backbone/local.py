@@ -7,7 +7,8 @@ and updates the policy with the PPO-clip loss. The engine generates from the ver
 being trained, so the next step's rollouts use the updated policy. With ``rollout.engine.type:
 vllm`` a ``vllm serve`` generates instead: it sleeps during each update (freeing its GPU memory)
 and then reloads the updated weights, saved under ``vllm_weights/``, in place (or is restarted on
-them: ``engine.vllm.weight_sync``; docs/engines.md).
+them: ``engine.vllm.weight_sync``; docs/engines.md). The loop never asks which engine it has: it
+calls the engine's ``PolicyEngine`` hooks (``updating()`` around each update, ``publish`` after it).
 
 Every ``trainer_common.save_freq`` steps a checkpoint (weights, optimizer, data cursor, RNG) is
 written atomically; rerunning the same command resumes from the newest one (``local.resume_mode``).
@@ -38,6 +39,7 @@ from astuner.interrupt import sigterm_raises
 from astuner.backbone import checkpoint as ckpt
 from astuner.backbone.policy_trainer import PolicyTrainer, TrainSettings
 from astuner.backbone.runtime import SetupError, build_runtime, model_path
+from astuner.engine.base import PolicyEngine
 from astuner.metrics import MetricsLogger
 from astuner.rollout import RolloutResult, summarize
 from astuner.rollout_service import roll_out
@@ -230,24 +232,17 @@ class LocalTrainer:
         except EngineError as exc:
             raise SetupError(f"astuner.rollout.engine: {exc}") from exc
 
-    def _update(self, engine: Any, trainer: PolicyTrainer, samples: list) -> dict[str, float]:
-        """One policy update; a vLLM server sleeps (or is stopped) during it so the trainer has the GPU's memory."""
-        if self.config.astuner.rollout.engine.type != "vllm":
-            with engine.lock:
-                return trainer.update(samples)
-        engine.pause()
-        return trainer.update(samples)
+    def _update(self, engine: PolicyEngine, trainer: PolicyTrainer, samples: list) -> dict[str, float]:
+        """One policy update inside the engine's ``updating()`` (a vLLM server sleeps or stops during it,
+        so the trainer has the GPU's memory; the in-process engine holds its decode lock)."""
+        with engine.updating():
+            return trainer.update(samples)
 
-    def _publish(self, engine: Any, step: int) -> float | None:
-        """Give a vLLM server the updated weights (``engine.vllm.weight_sync``), unless nothing will generate
-        again; the seconds it took, or None when nothing was synced."""
-        if self.config.astuner.rollout.engine.type != "vllm":
-            return None
+    def _publish(self, engine: PolicyEngine, step: int) -> float | None:
+        """Give the engine the updated weights, unless nothing will generate again; the seconds it took,
+        or None when nothing was sent (the in-process engine already decodes with the trained model)."""
         if step < self.total_steps or self.val_tasks:
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            engine.load_weights(self.model, self.tokenizer, f"step_{step:06d}")
-            return float(engine.last_sync_s)
+            return engine.publish(self.model, self.tokenizer, f"step_{step:06d}")
         return None
 
     def _next_batch(self, cursor: dict) -> tuple[list[Task], dict]:

@@ -7,8 +7,9 @@ contract 2): the ids an engine returns are stored and trained on as they are.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class EngineError(RuntimeError):
@@ -62,4 +63,23 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release threads, sockets and memory. Idempotent."""
+        ...
+
+
+class PolicyEngine(Engine, Protocol):
+    """An engine that generates with the policy being trained (the local backbone's engines).
+
+    The trainer calls ``updating()`` around each policy update and ``publish`` after it, and never
+    asks which engine it has: the in-process transformers engine holds its decode lock during the
+    update (it shares the model object) and has nothing to publish; the vLLM engine frees the GPU
+    for the update (sleep or stop) and loads the new weights into its server afterwards.
+    """
+
+    def updating(self) -> AbstractContextManager[None]:
+        """Held while the trainer changes the weights; generation must not run inside it."""
+        ...
+
+    def publish(self, model: Any, tokenizer: Any, name: str) -> float | None:
+        """Serve ``model``'s updated weights (``name`` labels the version); the seconds it took, or
+        None when the engine already generates with ``model`` itself."""
         ...

@@ -197,6 +197,14 @@ class TransformersEngine:
             if self._generator.device != self.device:
                 self._generator = torch.Generator(device=self.device).manual_seed(int(self._generator.initial_seed()))
 
+    def updating(self) -> threading.Lock:
+        """``PolicyEngine``: the decode lock, so that an in-place update never overlaps a batch."""
+        return self.lock
+
+    def publish(self, model: Any, tokenizer: Any, name: str) -> None:
+        """``PolicyEngine``: nothing to send; this engine decodes with the trained model object itself."""
+        return None
+
     def close(self) -> None:
         """Stop the worker after its current batch; queued requests fail with ``EngineError``."""
         if self._closed:

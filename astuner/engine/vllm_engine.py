@@ -31,7 +31,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +113,21 @@ class VllmEngine:
                 self._asleep = True
         else:
             self.server.stop()
+
+    @contextmanager
+    def updating(self) -> Iterator[None]:
+        """``PolicyEngine``: the server is paused (asleep or stopped) for the whole update."""
+        self.pause()
+        yield
+
+    def publish(self, model: Any, tokenizer: Any, name: str) -> float:
+        """``PolicyEngine``: frees the trainer's cached CUDA blocks, then ``load_weights``; its seconds."""
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.load_weights(model, tokenizer, name)
+        return float(self.last_sync_s)
 
     def load_weights(self, model: Any, tokenizer: Any, name: str) -> Path:
         """Serve ``model``'s current weights: save them to ``weights_root/name``, then reload or restart.
