@@ -75,17 +75,20 @@ class Rollouts:
     workflow is handed the whole of it (its ``agentscope_execute(..., config)``).
     """
 
-    def __init__(self, config: Config, engine: Engine, template: ChatTemplate, workflow_cls: type, judge: Any) -> None:
+    def __init__(
+        self, config: Config, engine: Engine, template: ChatTemplate, workflow_cls: type, judge: Any,
+        *, settings: ModelTunerSettings | None = None, seed_salt: int = 0,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.template = template
         self.workflow_cls = workflow_cls
         self.judge = judge
-        self.seed_salt = 0
-        """Mixed into every rollout's sampling seed; the local backbone sets it to the step number."""
+        self.seed_salt = seed_salt
+        """Mixed into every rollout's sampling seed, so that steps differ (the local backbone: the step)."""
         a = config.astuner
         r = a.rollout
-        self.settings = ModelTunerSettings(
+        self.settings = settings or ModelTunerSettings(
             temperature=r.temperature,
             top_p=r.top_p,
             max_model_len=r.max_model_len,
@@ -93,6 +96,13 @@ class Rollouts:
             seed=a.seed,
         )
         self.tool_limits = ToolLimits.from_config(a.python_tool)
+
+    def variant(self, *, seed_salt: int, **sampling: Any) -> Rollouts:
+        """A ``Rollouts`` like this one (same config, engine, workflow and judge) with another
+        ``seed_salt`` and the given ``ModelTunerSettings`` fields replaced (``temperature``, ``top_p``,
+        ...): a training step's or a validation's sampling, without changing this one."""
+        return Rollouts(self.config, self.engine, self.template, self.workflow_cls, self.judge,
+                        settings=replace(self.settings, **sampling), seed_salt=seed_salt)
 
     async def run_group(
         self, task: Task, num_repeat: int, semaphore: asyncio.Semaphore | None = None,

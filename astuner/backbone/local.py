@@ -20,13 +20,11 @@ steps on the validation split with ``rollout.val_kwargs`` sampling.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 import random
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -259,8 +257,8 @@ class LocalTrainer:
         started = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        runtime.rollouts.seed_salt = step
-        results = asyncio.run(roll_out(runtime.rollouts, tasks, a.rollout.num_repeat, a.rollout.max_env_worker))
+        rollouts = runtime.rollouts.variant(seed_salt=step)
+        results = asyncio.run(roll_out(rollouts, tasks, a.rollout.num_repeat, a.rollout.max_env_worker))
         rollout_s = time.perf_counter() - started
         samples = [s for r in results if r.error is None for s in r.samples]
         assign_advantages(samples)
@@ -289,9 +287,7 @@ class LocalTrainer:
 
     def _validate(self, runtime: Any, step: int) -> dict[str, float]:
         vk = self.config.astuner.rollout.val_kwargs
-        val = copy.copy(runtime.rollouts)
-        val.settings = replace(val.settings, temperature=vk.temperature, top_p=vk.top_p)
-        val.seed_salt = -step - 1
+        val = runtime.rollouts.variant(seed_salt=-step - 1, temperature=vk.temperature, top_p=vk.top_p)
         results = asyncio.run(roll_out(val, self.val_tasks, vk.num_repeat, self.config.astuner.rollout.max_env_worker))
         write_rollouts(self.exp_dir / "rollouts" / f"val_step_{step:06d}.jsonl", results, self.tokenizer)
         self.metrics.log_table(step, completion_rows(results))

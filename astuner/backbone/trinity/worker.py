@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,13 +88,12 @@ class WorkerRuntime:
         ``rollout`` values). ``salt`` (the explore step) varies the per-rollout sampling seeds between steps."""
         from astuner.rollout import Rollouts
 
-        rollouts = Rollouts(self.config, engine, self.template, self.workflow_cls, self.judge)
+        updates: dict[str, float | int] = {}
         if rollout_args is not None:
             chosen = {"temperature": rollout_args.temperature, "top_p": rollout_args.top_p, "top_k": rollout_args.top_k}
             updates = {key: value for key, value in chosen.items() if value is not None}
-            rollouts.settings = replace(rollouts.settings, **updates)
-        rollouts.seed_salt = _salt(salt)
-        return rollouts
+        base = Rollouts(self.config, engine, self.template, self.workflow_cls, self.judge)
+        return base.variant(seed_salt=_salt(salt), **updates)
 
 
 def _salt(value: object) -> int:
