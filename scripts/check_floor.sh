@@ -44,16 +44,16 @@ grep -v -i -E '^(#|torch==|transformers==|tokenizers==|huggingface[-_]hub==|hf[-
 "$py" -m pip install -q -r "$venv/requirements.txt" "transformers==$floor" -c "$venv/keep.txt"
 "$py" -m pip check || true
 tests=(
-  tests/test_model_tuner.py   # chat templates around assistant turns, real Qwen2.5/Qwen3 tokenizers
-  tests/test_token_exact.py   # token-exact prompts and samples with the real tokenizers
-  tests/test_tiny_model.py    # the offline tiny model and its tokenizer
-  tests/test_engines.py       # the transformers engine (and the others)
-  tests/test_local_backbone.py
-  tests/test_batch_invariance.py
+  tests/test_model_tuner.py                  # chat templates around assistant turns, real Qwen2.5/Qwen3 tokenizers
+  tests/test_token_exact.py                  # token-exact prompts and samples with the real tokenizers
+  tests/test_tiny_model.py                   # the offline tiny model and its tokenizer
+  tests/engine/test_engines.py               # the transformers engine (and the others)
+  tests/backbone/test_local_backbone.py
+  tests/engine/test_batch_invariance.py
   tests/test_algorithm.py
-  tests/test_debug_e2e.py     # the quick start's debug run with the tiny model's tokenizer
-  tests/test_tool_discipline.py  # SFT on sample masks, teacher traces with the tiny model
-  tests/test_vllm_debug.py    # the vllm engine's token handling against a stub server
+  tests/backbone/test_debug_e2e.py           # the quick start's debug run with the tiny model's tokenizer
+  tests/experiments/test_tool_discipline.py  # SFT on sample masks, teacher traces with the tiny model
+  tests/engine/test_vllm_debug.py            # the vllm engine's token handling against a stub server
 )
 status=0
 (cd "$repo" && "$py" -m pytest -p no:cacheprovider "${tests[@]}") || status=$?

@@ -1,8 +1,8 @@
 """One debug run of the tutorial's Math Agent where each task scripts its first reply, then a finish.
 
-Shared by the tests of malformed turns (``test_turn_problems.py``) and of unparsable tool calls
-(``test_unparsed_calls_e2e.py``): one task per family, all asking "What is 2 + 2?", through the
-scripted engine, the real workflow, tool and judge.
+Shared by the tests of malformed turns (``tests/task_judge/test_turn_problems.py``) and of
+unparsable tool calls (``tests/test_unparsed_calls_e2e.py``): one task per family, all asking
+"What is 2 + 2?", through the scripted engine, the real workflow, tool and judge.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import pytest
 from astuner import procs
 from astuner.ray_service import GpuCheckError, check_gpus, parse_gpu_lines, ray_cli
 from tests.conftest import REPO
-from tests.test_trinity_fixtures import TRINITY_MISSING, write_offline_yaml
+from tests.backbone.trinity.fixtures import TRINITY_MISSING, write_offline_yaml
 
 pytestmark = pytest.mark.integration
 

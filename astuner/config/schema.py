@@ -1,6 +1,6 @@
 """The typed config: the root ``Config`` and the small ``astuner.*`` blocks.
 
-Every key here is read by some backbone or component (``tests/test_config_keys_read.py`` checks
+Every key here is read by some backbone or component (``tests/config/test_config_keys_read.py`` checks
 it), with upstream's ``astune_default.yaml`` default unless astuner deliberately chose otherwise
 (noted in the key's doc). The one seed-tutorial key that does not act is listed in
 ``astuner.config.compat``; upstream keys astuner does not implement are not here but in

@@ -26,7 +26,7 @@ The order of checkers (``check_answer``; a match from any of them counts):
 3. (``MathAnswerAndLlmAsJudge`` only) **the LLM**, when neither matched.
 
 Why both: on 18 mixed answers (issue 19) the rule alone was right on 6 where math-verify was not,
-and math-verify on 3 where the rule was not. ``tests/test_math_judge_corpus.py`` keeps a corpus of
+and math-verify on 3 where the rule was not. ``tests/task_judge/test_math_judge_corpus.py`` keeps a corpus of
 59 cases: the rule alone is right on 50, math-verify alone on 54, the combination on all 59, and
 neither ever calls a wrong answer equal.
 

@@ -292,7 +292,7 @@ def kill_uid(uid: int, rounds: int = 20) -> int:
 
 def protections(info: dict) -> list[str]:
     """What a ``process`` sandbox with the ``ready`` info of its supervisor holds the code to, in the
-    words of the one-time warning (tests/test_sandbox_corpus.py and test_sandbox_fallback.py run a
+    words of the one-time warning (tests/tool/test_sandbox_corpus.py and test_sandbox_fallback.py run a
     hostile program against each item)."""
     scratch_cap = ("a private tmpfs of scratch_mb for /tmp, /var/tmp and /dev/shm each" if info.get("mounts") else
                    f"scratch_mb for its scratch dir on the host disk, checked every {POLL_S:g} s (killed when over)")

@@ -5,7 +5,7 @@ This is the CI version of docs/tool_discipline.md (profile ``cpu``: 6 templates,
 steps, 30 GRPO steps of 8 tasks x 8 rollouts, validation of 40 tasks x 4 before and after).
 
 Reproducible on CPU: SFT runs in float32 on one thread, GRPO in float64, so which rollouts
-happen to share a decoding batch never changes a sampled token (``tests/test_batch_invariance.py``),
+happen to share a decoding batch never changes a sampled token (``tests/engine/test_batch_invariance.py``),
 and the Python tool's scratch path under bwrap is fixed, so a traceback in a tool reply is the
 same in every run (it named a random folder until 2026-12-06, the last source of drift). Two
 concurrent runs of seed 0 then gave identical validation numbers and identical per-step metrics

@@ -20,7 +20,7 @@ import pytest
 
 from astuner.cli import main
 from tests.conftest import REPO
-from tests.test_vllm_server import FAKE_BIN, fake_vllm  # noqa: F401 - fixture
+from tests.engine.test_vllm_server import FAKE_BIN, fake_vllm  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 

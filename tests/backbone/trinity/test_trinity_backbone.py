@@ -2,7 +2,7 @@
 
 Real: Trinity's ``load_config``/``check_and_update``, its ``WorkflowRunner`` (the Ray actor class,
 instantiated directly), its task formatter, ``Experience`` serialization and its advantage
-functions. Stubbed (see ``tests/test_trinity_fixtures.py``): the vLLM modules Trinity imports at
+functions. Stubbed (see ``tests/backbone/trinity/fixtures.py``): the vLLM modules Trinity imports at
 module import, and the vLLM-backed rollout model — ``Allocator.get_model`` returns a dummy
 wrapper whose ``/v1/completions`` server answers from astuner's scripted engine. Skipped, saying
 so, when trinity-rft is not installed.
@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import yaml
 
 from astuner.backbone.trinity.config import TRAINER_TOKENS_PER_GPU
-from tests.test_trinity_fixtures import (
-    TUTORIAL,
-    WRONG_FINAL,
-    DummyRolloutModel,
-    FakeCompletionsServer,
+from tests.backbone.trinity.fixtures import (
+    SKIP_REASON,
+    TRINITY_MISSING,
     checked_trinity_config,
     fake_logprob,
     require_trinity,
+    run_tasks,
+    stub_vllm,
     write_offline_yaml,
 )
 
@@ -151,50 +150,9 @@ def test_reader_serves_astuner_tasks_in_batches(tmp_path):
     assert len(seen) == 8 and all(t.is_eval for t in seen)
 
 
-def _run_tasks(tmp_path: Path, num_repeat: int = 3, tasks: int = 2, variants=(None, WRONG_FINAL)):
-    """Astuner's workflow through Trinity's real WorkflowRunner; returns (experiences, server, runtime)."""
-    from trinity.buffer import get_buffer_reader
-    from trinity.common.experience import Experience
-    from trinity.common.models.allocator import Allocator
-    from trinity.explorer.workflow_runner import WorkflowRunner
-
-    from astuner.backbone.trinity.plugin import register
-    from astuner.backbone.trinity.worker import runtime
-
-    register()
-    _, exp_dir, cfg = checked_trinity_config(write_offline_yaml(tmp_path, num_repeat=num_repeat), tmp_path)
-    rt = runtime(str(exp_dir / "yaml_backup.yaml"))
-    server = FakeCompletionsServer(
-        rt.tokenizer, rt.template.turn.end_of_turn_id,
-        TUTORIAL / "data" / "offline_replies.jsonl", TUTORIAL / "data" / "offline_tasks.jsonl",
-        final_variants={"*": list(variants)},
-    )
-    model = DummyRolloutModel(server, cfg.model.model_path)
-
-    async def go():
-        with mock.patch.object(Allocator, "get_model", return_value=model):
-            runner = WorkflowRunner(cfg, rollout_model_id=0, runner_id=0)
-        await runner.prepare()
-        reader = get_buffer_reader(cfg.buffer.explorer_input.tasksets[0])
-        exps, statuses = [], []
-        for i, task in enumerate((await reader.read(batch_size=tasks))):
-            task.batch_id, task.task_id = 0, i
-            status, payload = await runner.run_task(task, batch_id="0", repeat_times=num_repeat, run_id_base=0)
-            statuses.append(status)
-            exps.extend(Experience.deserialize_many(payload))
-        return exps, statuses
-
-    try:
-        exps, statuses = asyncio.run(go())
-    finally:
-        server.close()
-    assert all(s.ok for s in statuses), [s.message for s in statuses]
-    return exps, server, rt
-
-
 def test_workflow_runs_through_trinitys_workflow_runner(tmp_path):
     require_trinity()
-    exps, server, _ = _run_tasks(tmp_path)
+    exps, server, _ = run_tasks(tmp_path)
     assert len(exps) == 2 * 3  # one sample per ReAct rollout
     assert {(e.eid.task, e.eid.run) for e in exps} == {(t, r) for t in (0, 1) for r in range(3)}
     assert {e.reward for e in exps} == {0.0, 1.0}
@@ -243,3 +201,12 @@ def test_experiences_match_astuner_samples(tmp_path):
     assert e.logprobs.tolist() == logprobs[3:]
     assert e.reward == 0.5 and e.truncate_status == "response_truncated"
     assert exps[0].metrics == {} and exps[1].metrics["reward"] == 0.5  # metrics once per rollout
+
+
+def test_vllm_stub_is_only_installed_without_vllm():
+    if TRINITY_MISSING:
+        pytest.skip(SKIP_REASON)
+    stub_vllm()
+    from trinity.explorer.workflow_runner import WorkflowRunner  # imports vLLM modules at import
+
+    assert WorkflowRunner.__name__ == "WorkflowRunner"

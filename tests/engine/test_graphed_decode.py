@@ -1,6 +1,6 @@
 """CUDA-graph decoding equals eager decoding (GPU only; skipped on CPU machines such as CI).
 
-Run on a GPU machine with ``python -m pytest tests/test_graphed_decode.py``. Float32 weights make
+Run on a GPU machine with ``python -m pytest tests/engine/test_graphed_decode.py``. Float32 weights make
 the comparison exact (bfloat16 can flip near-ties between the two kernel orders).
 """
 

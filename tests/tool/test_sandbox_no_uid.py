@@ -16,7 +16,7 @@ import pytest
 from astuner.tool import ToolLimits
 from astuner.tool import pool as pool_module
 from astuner.tool.run import shutdown
-from tests.test_sandbox_support import assert_gone, new_tag, run_sandbox, tag_code
+from tests.tool.test_sandbox_support import assert_gone, new_tag, run_sandbox, tag_code
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """astuner's sandboxed execute_python_code: format, limits, timeouts and no survivors.
 
 Runs under the default isolation ('auto': bwrap where it works). The hostile-program corpus, run
-under both modes, is tests/test_sandbox_corpus.py.
+under both modes, is tests/tool/test_sandbox_corpus.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from astuner.tool import ToolLimits, current_limits, execute_python_code, use_li
 from astuner.tool.isolation import BWRAP_SCRATCH_NAME
 from astuner.tool.python_tool import effective_timeout
 from astuner.tool.run import shutdown
-from tests.test_sandbox_support import assert_gone, live_processes, new_tag, parse, run_tool, tag_code
+from tests.tool.test_sandbox_support import assert_gone, live_processes, new_tag, parse, run_tool, tag_code
 
 pytestmark = pytest.mark.integration
 

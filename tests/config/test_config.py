@@ -15,8 +15,7 @@ from astuner.config.defaults import DEFAULT_YAML, dump_defaults
 from astuner.config.docgen import render
 from astuner.config.loader import experiment_name
 from astuner.config.unsupported import rejected_leaves
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 SEED_YAML = """\
 astune:

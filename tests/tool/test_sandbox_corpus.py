@@ -19,7 +19,7 @@ import pytest
 
 from astuner.tool import ToolLimits
 from astuner.tool.run import shutdown
-from tests.test_sandbox_support import MODES, SLACK_S, assert_no_survivors, new_tag, run_sandbox, tag_code
+from tests.tool.test_sandbox_support import MODES, SLACK_S, assert_no_survivors, new_tag, run_sandbox, tag_code
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("mode", MODES)]
 

@@ -23,7 +23,7 @@ from astuner.task_judge.madness import detect_madness
 from astuner.task_judge.rubric import MADNESS_TERM, shaping_rubric
 from astuner.task_judge.turn_problems import TURN_PROBLEMS, detect_turn_problems
 from tests.conftest import REPO
-from tests.test_bad_cases import FINISH_CALL, PY_CALL, assistant_with_call, call, clean_rollout, finish, py, tool_result
+from tests.task_judge.test_bad_cases import FINISH_CALL, PY_CALL, assistant_with_call, call, clean_rollout, finish, py, tool_result
 
 FLAGS = (*BAD_CASES, *TURN_PROBLEMS)
 PENALTY_SETTINGS = [

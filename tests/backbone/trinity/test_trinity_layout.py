@@ -10,22 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from astuner.backbone.trinity.config import TranslationError, check_with_trinity, translate, write_trinity_config
+from astuner.backbone.trinity.config import TranslationError, check_with_trinity, write_trinity_config
 from astuner.backbone.trinity.layout import default_engine_num
-from astuner.config import load_config, prepare_experiment
+from astuner.config import load_config
+from tests.backbone.trinity.fixtures import gpu_overrides, require_trinity, translate_offline, write_offline_yaml
 from tests.conftest import REPO
-from tests.test_trinity_fixtures import require_trinity, write_offline_yaml
-
-
-def _translate(tmp_path, *overrides: str, trinity: str = ""):
-    conf = write_offline_yaml(tmp_path, trinity=trinity)
-    config = load_config(conf, ["astuner.rollout.n_vllm_engine=0", *overrides], backbone="trinity")
-    exp_dir = prepare_experiment(config, conf, tmp_path / "exp")
-    return translate(config, exp_dir), exp_dir
-
-
-def _gpus(n: int, nodes: int = 1) -> tuple[str, str]:
-    return f"astuner.trainer_common.nnodes={nodes}", f"astuner.trainer_common.n_gpus_per_node={n}"
 
 
 @pytest.mark.parametrize(
@@ -38,7 +27,7 @@ def test_default_rule_gives_half_the_gpus_to_engines_and_whole_nodes_to_a_big_tr
 
 
 def test_one_gpu_translates_to_colocate(tmp_path):
-    t, _ = _translate(tmp_path, *_gpus(1))
+    t, _ = translate_offline(tmp_path, *gpu_overrides(1))
     d = t.data
     assert d["mode"] == "colocate" and d["cluster"] == {"node_num": 1, "gpu_per_node": 1}
     rollout = d["explorer"]["rollout_model"]
@@ -51,7 +40,7 @@ def test_one_gpu_translates_to_colocate(tmp_path):
 
 @pytest.mark.parametrize(("gpus", "engines"), [(2, 1), (4, 2), (8, 4)])
 def test_several_gpus_split_half_and_half_with_nccl_sync(tmp_path, gpus, engines):
-    t, _ = _translate(tmp_path, *_gpus(gpus))
+    t, _ = translate_offline(tmp_path, *gpu_overrides(gpus))
     d = t.data
     assert d["mode"] == "both" and d["synchronizer"]["sync_method"] == "nccl"
     assert d["explorer"]["rollout_model"]["engine_num"] == engines
@@ -60,47 +49,47 @@ def test_several_gpus_split_half_and_half_with_nccl_sync(tmp_path, gpus, engines
 
 
 def test_user_values_win_over_the_rule(tmp_path):
-    t, _ = _translate(tmp_path, *_gpus(8), "astuner.rollout.n_vllm_engine=3")
+    t, _ = translate_offline(tmp_path, *gpu_overrides(8), "astuner.rollout.n_vllm_engine=3")
     assert t.data["explorer"]["rollout_model"]["engine_num"] == 3 and t.layout.trainer_gpus == 5
     assert not t.layout.engines_chosen
     # 2 tasks x 3 runs = 6 samples, raised to the next multiple of the 5 trainer GPUs
     assert t.data["buffer"]["train_batch_size"] == 10
-    t, _ = _translate(tmp_path, *_gpus(8), "astuner.rollout.tensor_model_parallel_size=2")
+    t, _ = translate_offline(tmp_path, *gpu_overrides(8), "astuner.rollout.tensor_model_parallel_size=2")
     assert t.data["explorer"]["rollout_model"]["engine_num"] == 2 and t.layout.trainer_gpus == 4  # 4 GPUs / TP 2
     block = "  explorer: {rollout_model: {engine_num: 6, tensor_parallel_size: 1}}"
-    t, _ = _translate(tmp_path, *_gpus(8), "astuner.rollout.tensor_model_parallel_size=2", trinity=block)
+    t, _ = translate_offline(tmp_path, *gpu_overrides(8), "astuner.rollout.tensor_model_parallel_size=2", trinity=block)
     assert t.data["explorer"]["rollout_model"]["engine_num"] == 6 and t.layout.trainer_gpus == 2
 
 
 @pytest.mark.parametrize(
     ("overrides", "trinity", "key", "words"),
     [
-        (_gpus(2), "  mode: colocate", "trinity.mode", "colocate needs exactly 1 GPU"),
-        (_gpus(1), "  mode: both", "trinity.mode", "leave mode unset (astuner uses colocate"),
-        ((*_gpus(1), "astuner.rollout.tensor_model_parallel_size=2"), "",
+        (gpu_overrides(2), "  mode: colocate", "trinity.mode", "colocate needs exactly 1 GPU"),
+        (gpu_overrides(1), "  mode: both", "trinity.mode", "leave mode unset (astuner uses colocate"),
+        ((*gpu_overrides(1), "astuner.rollout.tensor_model_parallel_size=2"), "",
          "astuner.rollout.tensor_model_parallel_size", "colocate runs the engine on the one GPU"),
-        ((*_gpus(1), "astuner.rollout.n_vllm_engine=2"), "", "astuner.rollout.n_vllm_engine",
+        ((*gpu_overrides(1), "astuner.rollout.n_vllm_engine=2"), "", "astuner.rollout.n_vllm_engine",
          "colocate runs exactly 1 vLLM engine"),
-        ((*_gpus(1), "astuner.trainer_common.ulysses_sequence_parallel_size=2"), "",
+        ((*gpu_overrides(1), "astuner.trainer_common.ulysses_sequence_parallel_size=2"), "",
          "astuner.trainer_common.ulysses_sequence_parallel_size", "colocate needs 1"),
-        ((*_gpus(8), "astuner.rollout.n_vllm_engine=8"), "", "astuner.rollout.n_vllm_engine",
+        ((*gpu_overrides(8), "astuner.rollout.n_vllm_engine=8"), "", "astuner.rollout.n_vllm_engine",
          "leave none of the 8 GPUs (astuner.trainer_common.nnodes x astuner.trainer_common.n_gpus_per_node) for the "
          "trainer; use at most 7 engine(s)"),
-        ((*_gpus(4), "astuner.rollout.tensor_model_parallel_size=4"), "",
+        ((*gpu_overrides(4), "astuner.rollout.tensor_model_parallel_size=4"), "",
          "astuner.rollout.tensor_model_parallel_size", "give each engine fewer than 4 GPUs"),
-        ((*_gpus(8, nodes=2), "astuner.rollout.n_vllm_engine=3"), "", "astuner.rollout.n_vllm_engine",
+        ((*gpu_overrides(8, nodes=2), "astuner.rollout.n_vllm_engine=3"), "", "astuner.rollout.n_vllm_engine",
          "not whole nodes of 8"),
-        ((*_gpus(2, nodes=4), "astuner.rollout.tensor_model_parallel_size=3"), "",
+        ((*gpu_overrides(2, nodes=4), "astuner.rollout.tensor_model_parallel_size=3"), "",
          "astuner.rollout.tensor_model_parallel_size", "fit in one node (2 GPUs) or span whole nodes"),
-        ((*_gpus(8), "astuner.trainer_common.ulysses_sequence_parallel_size=3"), "",
+        ((*gpu_overrides(8), "astuner.trainer_common.ulysses_sequence_parallel_size=3"), "",
          "astuner.trainer_common.ulysses_sequence_parallel_size", "not divisible by the sequence-parallel size 3"),
-        (_gpus(8), "  explorer: {rollout_model: {engine_num: 0}}", "trinity.explorer.rollout_model.engine_num",
+        (gpu_overrides(8), "  explorer: {rollout_model: {engine_num: 0}}", "trinity.explorer.rollout_model.engine_num",
          "must be a whole number >= 1"),
     ],
 )
 def test_layouts_that_cannot_work_are_one_line_naming_the_key(tmp_path, overrides, trinity, key, words):
     with pytest.raises(TranslationError) as info:
-        _translate(tmp_path, *overrides, trinity=trinity)
+        translate_offline(tmp_path, *overrides, trinity=trinity)
     text = str(info.value)
     assert text.startswith(f"{key}: ") and words in text and "\n" not in text, text
 
@@ -122,7 +111,7 @@ def test_the_cli_exits_2_with_the_layout_error(tmp_path, capsys):
                                                                   (4, "both", 2, 2), (8, "both", 4, 4)])
 def test_trinity_check_and_update_accepts_the_layout(tmp_path, gpus, mode, engines, trainer):
     require_trinity()
-    t, exp_dir = _translate(tmp_path, *_gpus(gpus))
+    t, exp_dir = translate_offline(tmp_path, *gpu_overrides(gpus))
     checked = check_with_trinity(write_trinity_config(t.data, exp_dir))
     cluster = checked.cluster
     assert checked.mode == mode and cluster.total_gpu_num == gpus
@@ -138,9 +127,9 @@ def test_trinity_check_and_update_accepts_the_layout(tmp_path, gpus, mode, engin
 
 
 @pytest.mark.integration
-def test_trinity_accepts_tensor_parallel_engines_on_8_gpus(tmp_path):
+def test_trinity_accepts_tensor_parallel_engines_on_8gpu_overrides(tmp_path):
     require_trinity()
-    t, exp_dir = _translate(tmp_path, *_gpus(8), "astuner.rollout.tensor_model_parallel_size=2")
+    t, exp_dir = translate_offline(tmp_path, *gpu_overrides(8), "astuner.rollout.tensor_model_parallel_size=2")
     checked = check_with_trinity(write_trinity_config(t.data, exp_dir))
     assert checked.explorer.rollout_model.engine_num == 2 and checked.explorer.rollout_model.gpu_per_engine == 2
     assert (checked.cluster.explorer_gpu_num, checked.cluster.trainer_gpu_num) == (4, 4)
@@ -150,7 +139,7 @@ def test_trinity_accepts_tensor_parallel_engines_on_8_gpus(tmp_path):
 def test_trinity_itself_refuses_both_mode_on_one_gpu(tmp_path):
     """Why one GPU must be colocate: the old translation (always ``mode: both``) fails Trinity's check."""
     require_trinity()
-    t, exp_dir = _translate(tmp_path, *_gpus(1))
+    t, exp_dir = translate_offline(tmp_path, *gpu_overrides(1))
     t.data["mode"] = "both"
     with pytest.raises(TranslationError, match="Not enough GPUs for trainer"):
         check_with_trinity(write_trinity_config(t.data, exp_dir))
@@ -195,7 +184,7 @@ def test_ray_nodes_astuner_starts_get_multicast_off(monkeypatch, tmp_path):
     assert env["PATH"] == ray_service.os.environ["PATH"]
 
 
-def test_auto_gpus_per_node_counts_the_visible_gpus(monkeypatch):
+def test_auto_gpus_per_node_counts_the_visiblegpu_overrides(monkeypatch):
     """The default ``n_gpus_per_node: auto`` takes the GPUs CUDA sees: one is colocate, two split; none is an error."""
     from astuner.backbone.trinity import layout
     from astuner.config import load_config

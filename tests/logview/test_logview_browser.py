@@ -1,7 +1,7 @@
 """The log viewer end to end: real debug runs, the viewer, and headless Chromium driven over CDP.
 
 The debug runs are the README's offline quick start and the bad-case run of
-``tests/test_logview_locate.py`` (one problem per bad case), both in-process through
+``tests/logview/test_logview_locate.py`` (one problem per bad case), both in-process through
 ``astuner.cli.main``; a copy of the latter carries the advantages GRPO assigns (``bad_cases_grpo``).
 Chromium is Debian's ``/usr/bin/chromium`` (CI installs it); it is driven with the Chrome DevTools
 Protocol over its websocket (``websocket-client``, already installed as a dependency of
@@ -29,8 +29,8 @@ import pytest
 from astuner.cli import main as cli_main
 from astuner.logview import start_logview
 from tests.conftest import REPO
-from tests.test_logview_locate import BAD_CASE_TASKS, run_bad_case_debug, with_advantages
-from tests.test_logview_server import synthetic_rollout, write_rollouts
+from tests.logview.test_logview_locate import BAD_CASE_TASKS, run_bad_case_debug, with_advantages
+from tests.logview.test_logview_server import synthetic_rollout, write_rollouts
 
 pytestmark = pytest.mark.integration
 

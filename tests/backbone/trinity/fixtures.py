@@ -1,4 +1,4 @@
-"""Shared helpers for the trinity-backbone tests (and tests of the helpers themselves).
+"""Shared helpers for the trinity-backbone tests (``tests/backbone/trinity/``, ``tests/test_ray_service.py``).
 
 What is stubbed, and why: Trinity-RFT 0.6.0 imports vLLM at module import
 (``trinity.common.models.mm_utils``, pulled in by ``ModelWrapper`` and ``WorkflowRunner``). vLLM
@@ -26,12 +26,11 @@ import threading
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from tests.conftest import REPO
-
-pytestmark = pytest.mark.integration
 
 TUTORIAL = REPO / "tutorial" / "example_math_agent"
 TRINITY_MISSING = importlib.util.find_spec("trinity") is None
@@ -249,10 +248,58 @@ def checked_trinity_config(yaml_path: Path, tmp_path: Path):
     return config, exp_dir, check_with_trinity(path)
 
 
-def test_vllm_stub_is_only_installed_without_vllm():
-    if TRINITY_MISSING:
-        pytest.skip(SKIP_REASON)
-    stub_vllm()
-    from trinity.explorer.workflow_runner import WorkflowRunner  # imports vLLM modules at import
+def translate_offline(tmp_path: Path, *overrides: str, trinity: str = ""):
+    """``(translation, exp dir)`` of the offline config with ``overrides``, without vLLM engines by default."""
+    from astuner.backbone.trinity.config import translate
+    from astuner.config import load_config, prepare_experiment
 
-    assert WorkflowRunner.__name__ == "WorkflowRunner"
+    conf = write_offline_yaml(tmp_path, trinity=trinity)
+    config = load_config(conf, ["astuner.rollout.n_vllm_engine=0", *overrides], backbone="trinity")
+    exp_dir = prepare_experiment(config, conf, tmp_path / "exp")
+    return translate(config, exp_dir), exp_dir
+
+
+def gpu_overrides(n: int, nodes: int = 1) -> tuple[str, str]:
+    """The overrides for ``nodes`` nodes of ``n`` GPUs each."""
+    return f"astuner.trainer_common.nnodes={nodes}", f"astuner.trainer_common.n_gpus_per_node={n}"
+
+
+def run_tasks(tmp_path: Path, num_repeat: int = 3, tasks: int = 2, variants=(None, WRONG_FINAL)):
+    """Astuner's workflow through Trinity's real WorkflowRunner; returns (experiences, server, runtime)."""
+    from trinity.buffer import get_buffer_reader
+    from trinity.common.experience import Experience
+    from trinity.common.models.allocator import Allocator
+    from trinity.explorer.workflow_runner import WorkflowRunner
+
+    from astuner.backbone.trinity.plugin import register
+    from astuner.backbone.trinity.worker import runtime
+
+    register()
+    _, exp_dir, cfg = checked_trinity_config(write_offline_yaml(tmp_path, num_repeat=num_repeat), tmp_path)
+    rt = runtime(str(exp_dir / "yaml_backup.yaml"))
+    server = FakeCompletionsServer(
+        rt.tokenizer, rt.template.turn.end_of_turn_id,
+        TUTORIAL / "data" / "offline_replies.jsonl", TUTORIAL / "data" / "offline_tasks.jsonl",
+        final_variants={"*": list(variants)},
+    )
+    model = DummyRolloutModel(server, cfg.model.model_path)
+
+    async def go():
+        with mock.patch.object(Allocator, "get_model", return_value=model):
+            runner = WorkflowRunner(cfg, rollout_model_id=0, runner_id=0)
+        await runner.prepare()
+        reader = get_buffer_reader(cfg.buffer.explorer_input.tasksets[0])
+        exps, statuses = [], []
+        for i, task in enumerate((await reader.read(batch_size=tasks))):
+            task.batch_id, task.task_id = 0, i
+            status, payload = await runner.run_task(task, batch_id="0", repeat_times=num_repeat, run_id_base=0)
+            statuses.append(status)
+            exps.extend(Experience.deserialize_many(payload))
+        return exps, statuses
+
+    try:
+        exps, statuses = asyncio.run(go())
+    finally:
+        server.close()
+    assert all(s.ok for s in statuses), [s.message for s in statuses]
+    return exps, server, rt

@@ -25,7 +25,7 @@ from astuner.task_reader import (
     build_task_reader,
     read_task_file,
 )
-from tests.test_task_reader_hf import hf_cfg, ids
+from tests.task_reader.test_task_reader_hf import hf_cfg, ids
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """A seeded request decodes the same whatever it shares a batch with, when the model is float64.
 
-Why: the CPU learning miniature (``tests/test_tool_discipline_e2e.py``) must give the same numbers
+Why: the CPU learning miniature (``tests/experiments/test_tool_discipline_e2e.py``) must give the same numbers
 on every run, but which rollouts share a decoding batch depends on timing (tool calls, the event
 loop). Padding and batch size change the floating-point reduction order, so a row's logits move
 by an ulp; in float32 that flips a near-tie now and then and the run diverges. In float64 the

@@ -19,8 +19,8 @@ import pytest
 
 from astuner.cli import main
 from tests.conftest import REPO
-from tests.test_vllm_debug import cache, scripted  # noqa: F401 - fixtures
-from tests.test_vllm_server import fake_vllm  # noqa: F401 - fixture
+from tests.engine.test_vllm_debug import cache, scripted  # noqa: F401 - fixtures
+from tests.engine.test_vllm_server import fake_vllm  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 

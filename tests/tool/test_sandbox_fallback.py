@@ -28,7 +28,7 @@ import pytest
 from astuner.tool import ToolLimits
 from astuner.tool import pool as pool_module
 from astuner.tool.run import shutdown
-from tests.test_sandbox_support import assert_gone, assert_no_survivors, new_tag, parse, run_sandbox, run_tool, tag_code
+from tests.tool.test_sandbox_support import assert_gone, assert_no_survivors, new_tag, parse, run_sandbox, run_tool, tag_code
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:astuner python tool:RuntimeWarning")]
 

@@ -18,16 +18,16 @@ import types
 import pytest
 
 from astuner.backbone.trinity import colocate
-from tests.test_trinity_layout import _gpus, _translate, require_trinity
+from tests.backbone.trinity.fixtures import gpu_overrides, require_trinity, translate_offline
 
 pytestmark = pytest.mark.integration
 
 
 def test_translation_pins_the_colocated_engine_to_gpu_0(tmp_path):
-    t, _ = _translate(tmp_path, *_gpus(1))
+    t, _ = translate_offline(tmp_path, *gpu_overrides(1))
     assert t.data["explorer"]["rollout_model"]["cuda_visible_devices"] == "0"
     (tmp_path / "two").mkdir()
-    t, _ = _translate(tmp_path / "two", *_gpus(2))
+    t, _ = translate_offline(tmp_path / "two", *gpu_overrides(2))
     assert "cuda_visible_devices" not in t.data["explorer"]["rollout_model"]
 
 
@@ -78,7 +78,7 @@ def test_the_patched_allocator_starts_one_engine_without_a_gpu_reservation(tmp_p
 
     from astuner.backbone.trinity.config import check_with_trinity, write_trinity_config
 
-    t, exp_dir = _translate(tmp_path, *_gpus(1))
+    t, exp_dir = translate_offline(tmp_path, *gpu_overrides(1))
     checked = check_with_trinity(write_trinity_config(t.data, exp_dir))
     assert load_config(str(exp_dir / "trinity_config.yaml")).mode == "colocate"
 
@@ -120,7 +120,7 @@ def test_layouts_colocate_cannot_hold_are_refused_in_one_line(tmp_path, monkeypa
     require_trinity()
     from astuner.backbone.trinity.config import check_with_trinity, write_trinity_config
 
-    t, exp_dir = _translate(tmp_path, *_gpus(1))
+    t, exp_dir = translate_offline(tmp_path, *gpu_overrides(1))
     checked = check_with_trinity(write_trinity_config(t.data, exp_dir))
     checked.explorer.rollout_model.engine_num = 2
     holder = types.SimpleNamespace(config=checked.explorer)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from astuner.algorithm import PolicyLossConfig, kl_penalty, ppo_policy_loss, rollout_advantages
-from tests.test_trinity_fixtures import require_trinity
+from tests.backbone.trinity.fixtures import require_trinity, run_tasks
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +47,8 @@ def _assert_equal(out, expected):
 
 def test_advantages_of_runner_experiences_equal_astuners(tmp_path):
     require_trinity()
-    from tests.test_trinity_backbone import _run_tasks
 
-    exps, _, _ = _run_tasks(tmp_path, num_repeat=4)
+    exps, _, _ = run_tasks(tmp_path, num_repeat=4)
     assert all(e.eid.step == 0 for e in exps), "one sample per rollout here"
     expected = _astuner_advantages(exps)
     assert len({round(v, 4) for v in expected.values()}) > 1, "rewards must differ within groups"

@@ -18,11 +18,10 @@ import pytest
 
 from astuner.tool import ToolLimits, pool
 from astuner.tool.run import run_python, shutdown
-from tests.test_sandbox_support import MODES, assert_gone, assert_no_survivors, run_sandbox
+from tests.conftest import REPO
+from tests.tool.test_sandbox_support import MODES, assert_gone, assert_no_survivors, run_sandbox
 
 pytestmark = pytest.mark.integration
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True, scope="module")

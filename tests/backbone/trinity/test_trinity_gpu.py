@@ -5,7 +5,7 @@ script's ``install`` stage does it (``/tmp/site``: trinity-rft, vLLM, Ray) and a
 its data exists (``ASTUNER_GPU_TD``, default ``/tmp/tdc``: ``sft/model`` and ``data/{train,val}.jsonl``,
 e.g. the tool-discipline experiment's output). One command on such a machine:
 
-    python -m pytest tests/test_trinity_gpu.py -m gpu
+    python -m pytest tests/backbone/trinity/test_trinity_gpu.py -m gpu
 
 Each stage must exit 0, train the asked steps and leave no Ray or vLLM process (the script's ``ps``
 check). The numbers themselves go to ``docs/results/trinity_gpu.md`` through

@@ -24,10 +24,10 @@ import pytest
 from astuner.config.schema import TaskReaderConfig
 from astuner.schema import Task
 from astuner.task_reader import TaskReaderError, build_task_reader, gsm8k_reference
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent
 DOWNLOAD_SCRIPT = REPO / "scripts" / "download_dataset.py"
 GSM8K = Path(os.environ.get("ASTUNER_TEST_GSM8K") or REPO.parent / "shared" / "data" / "gsm8k").resolve()
 needs_gsm8k = pytest.mark.skipif(
