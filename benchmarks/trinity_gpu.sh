@@ -11,6 +11,12 @@
 #                                                (TRINITY_SET="k=v ..." adds overrides, e.g.
 #                                                trinity.trainer.max_token_len_per_gpu=1024)
 #   bash benchmarks/trinity_gpu.sh local        the same with --backbone=local (transformers engine), STEPS steps
+#   bash benchmarks/trinity_gpu.sh speed        benchmarks/local_vs_trl.py on a random-init Qwen2.5-0.5B-shaped model
+#                                                (TOK=the Qwen2.5 tokenizer dir, default .bench/qwen2_5;
+#                                                IMPLS=rows, default astuner,astuner-vllm,trl; TRL from
+#                                                .whl/trl-*.whl, installed --no-deps, when carried)
+#   bash benchmarks/trinity_gpu.sh randmodel    that random model with TD's data into TDR (default /tmp/td_rand),
+#                                                so that TD=$TDR runs the stages below on a real-size model
 #   bash benchmarks/trinity_gpu.sh vllm         the same with --backbone=local and rollout.engine.type=vllm (bf16,
 #                                                half the card; WEIGHT_SYNC=reload|restart picks the weight sync)
 #
@@ -27,7 +33,7 @@
 # $OUT/<stage>/, and packs the run directory into $OUT/<stage>.tgz. benchmarks/trinity_gpu_report.py turns
 # those into docs/results/trinity_gpu.{md,json}.
 set -uo pipefail
-stage=${1:?usage: trinity_gpu.sh install|experiment|trinity|local|vllm}
+stage=${1:?usage: trinity_gpu.sh install|experiment|trinity|local|vllm|speed|randmodel}
 STEPS=${STEPS:-20}
 OUT=${OUT:-/tmp/out}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -139,6 +145,25 @@ local)  # the local backbone with its in-process transformers engine, from the s
   leftovers
   tar -czf "$OUT/local.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' -C /tmp/runs local 2>/dev/null
   exit $rc
+  ;;
+speed)  # the issue's speed targets on a real-size model: local (transformers), local + vLLM, TRL, same card
+  TOK=${TOK:-$repo/.bench/qwen2_5}
+  for w in "$repo"/.whl/trl-*.whl; do
+    [ -e "$w" ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$w"
+  done
+  timed speed python3 benchmarks/local_vs_trl.py --tokenizer "$TOK" --steps "${BENCH_STEPS:-6}" \
+    --impls "${IMPLS:-astuner,astuner-vllm,trl}" --out "$dir/local_vs_trl.json"
+  rc=$?
+  leftovers
+  exit $rc
+  ;;
+randmodel)  # a random-init Qwen2.5-0.5B-architecture model (bf16, the real tokenizer) beside TD's data
+  TOK=${TOK:-$repo/.bench/qwen2_5}
+  TDR=${TDR:-/tmp/td_rand}
+  rm -rf "$TDR" && mkdir -p "$TDR/sft" && cp -r "$TD/data" "$TDR/data" || exit 1
+  python3 -c "import sys; from pathlib import Path; sys.path.insert(0, 'benchmarks'); from local_vs_trl import make_model
+make_model(Path('$TDR/sft/model'), Path('$TOK'))" || exit 1
+  du -sh "$TDR/sft/model"
   ;;
 vllm)  # WEIGHT_SYNC=reload (default) or restart: how the updated weights reach the server (engine.vllm.weight_sync)
   ws=${WEIGHT_SYNC:-reload}
