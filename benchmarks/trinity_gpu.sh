@@ -10,11 +10,15 @@
 #                                                the same config and data, STEPS GRPO steps (default 20)
 #                                                (TRINITY_SET="k=v ..." adds overrides, e.g.
 #                                                trinity.trainer.max_token_len_per_gpu=1024)
+#   bash benchmarks/trinity_gpu.sh kill         `trinity` again, ended while it runs by `launcher.py --kill` once
+#                                                KILL_AT steps have synced (default 5); the processes before and after
 #   bash benchmarks/trinity_gpu.sh local        the same with --backbone=local (transformers engine), STEPS steps
 #   bash benchmarks/trinity_gpu.sh speed        benchmarks/local_vs_trl.py on a random-init Qwen2.5-0.5B-shaped model
 #                                                (TOK=the Qwen2.5 tokenizer dir, default .bench/qwen2_5;
 #                                                IMPLS=rows, default astuner,astuner-vllm,trl; TRL from
 #                                                .whl/trl-*.whl, installed --no-deps, when carried)
+#   bash benchmarks/trinity_gpu.sh tests        the gpu test tier (tests/backbone/trinity/test_trinity_gpu.py) with
+#                                                ASTUNER_GPU_TD=$TD; pytest from .whl/*.whl when the image lacks it
 #   bash benchmarks/trinity_gpu.sh randmodel    that random model with TD's data into TDR (default /tmp/td_rand),
 #                                                so that TD=$TDR runs the stages below on a real-size model
 #   bash benchmarks/trinity_gpu.sh vllm         the same with --backbone=local and rollout.engine.type=vllm (bf16,
@@ -33,7 +37,7 @@
 # $OUT/<stage>/, and packs the run directory into $OUT/<stage>.tgz. benchmarks/trinity_gpu_report.py turns
 # those into docs/results/trinity_gpu.{md,json}.
 set -uo pipefail
-stage=${1:?usage: trinity_gpu.sh install|experiment|trinity|local|vllm|speed|randmodel}
+stage=${1:?usage: trinity_gpu.sh install|experiment|trinity|kill|local|vllm|speed|randmodel|tests}
 STEPS=${STEPS:-20}
 OUT=${OUT:-/tmp/out}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,7 +62,7 @@ DATA=(
 gpu_trace() { nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 500 > "$dir/gpu_mem_$1.csv" 2>/dev/null & echo $!; }
 leftovers() {  # processes a run must not leave behind
   sleep 3
-  ps -eo pid,ppid,etimes,cmd | grep -E 'ray|raylet|gcs_server|vllm|launcher.py|astuner' | grep -v -E 'grep|trinity_gpu.sh' > "$dir/leftover_ps.txt"
+  ps -eo pid,ppid,etimes,cmd | grep -E 'ray|raylet|gcs_server|vllm|launcher.py|astuner|bwrap' | grep -v -E 'grep|trinity_gpu.sh' > "$dir/leftover_ps.txt"
   echo "leftover processes: $(wc -l < "$dir/leftover_ps.txt")"; cat "$dir/leftover_ps.txt"
 }
 DEADLINE=${DEADLINE:-540}   # seconds a run may take before SIGTERM (then SIGKILL 20 s later)
@@ -136,6 +140,33 @@ trinity)
   leftovers
   tar -czf "$OUT/trinity.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' -C /tmp/runs trinity 2>/dev/null
   exit $rc
+  ;;
+kill)  # --kill on the live processes of a Trinity run (Ray node, vLLM engines, runners, sandboxes)
+  rm -rf /tmp/runs/kill
+  STALL=${STALL:-150} timed kill python3 launcher.py --conf "$CONF" --backbone=trinity --with-ray --exp-dir /tmp/runs/kill \
+    "${DATA[@]}" "trinity.buffer.total_steps=$STEPS" "astuner.trainer_common.checkpoint_base_dir=/tmp/runs/kill/ckpt" \
+    ${TRINITY_SET:-} &
+  driver=$!
+  synced() { grep -cE 'Explorer sync_weights at step [1-9][0-9]* finished' "$dir/kill.log" 2>/dev/null || echo 0; }
+  while kill -0 "$driver" 2>/dev/null && [ "$(synced)" -lt "${KILL_AT:-5}" ]; do sleep 5; done
+  ps -eo pid,ppid,etimes,cmd | grep -E 'ray|raylet|gcs_server|vllm|launcher.py|astuner|bwrap' | grep -v -E 'grep|trinity_gpu.sh' > "$dir/live_ps.txt"
+  echo "kill: $(synced) steps synced; $(wc -l < "$dir/live_ps.txt") live processes; launcher.py --kill 'ray|vllm|python'"
+  t0=$SECONDS
+  python3 launcher.py --kill 'ray|vllm|python' 2>&1 | tee "$dir/kill_cmd.log"
+  for _ in $(seq 90); do kill -0 "$driver" 2>/dev/null || break; sleep 1; done
+  if kill -0 "$driver" 2>/dev/null; then echo "kill: the run was still alive 90 s after --kill; SIGTERM to it"; pkill -TERM -P "$driver"; fi
+  wait "$driver"; rc=$?
+  echo "kill: the run exited $rc, $((SECONDS - t0)) s after --kill"
+  leftovers
+  tar -czf "$OUT/kill.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' -C /tmp/runs kill 2>/dev/null
+  exit $rc
+  ;;
+tests)  # the gpu tier, one command
+  for w in "$repo"/.whl/*.whl; do
+    [ -e "$w" ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$w"
+  done
+  ASTUNER_GPU_TD=$TD python3 -m pytest tests/backbone/trinity/test_trinity_gpu.py -m gpu -v -rs 2>&1 | tee "$dir/pytest.log"
+  exit "${PIPESTATUS[0]}"
   ;;
 local)  # the local backbone with its in-process transformers engine, from the same checkpoint and data
   rm -rf /tmp/runs/local

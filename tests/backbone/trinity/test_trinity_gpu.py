@@ -15,6 +15,7 @@ check). The numbers themselves go to ``docs/results/trinity_gpu.md`` through
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -47,8 +48,10 @@ def test_trinity_colocated_trains_the_asked_steps(tmp_path):
     done = run_stage("trinity", tmp_path, DEADLINE="560", STALL="180")
     log = (tmp_path / "trinity" / "trinity.log").read_text(errors="replace")
     assert done.returncode == 0, done.stdout[-3000:]
-    assert f"Trinity finished (both) at trainer step {STEPS}" in log or \
-        f"Trinity finished (colocate) at trainer step {STEPS}" in log, log[-3000:]
+    # The trainer takes a fixed number of samples per step and a rollout may give several, so it can
+    # take more steps than the explorer (22 for 20 on 2026-12-06); never fewer.
+    finished = re.search(r"Trinity finished \((?:both|colocate)\) at trainer step (\d+)", log)
+    assert finished and int(finished.group(1)) >= STEPS, log[-3000:]
     assert leftovers(tmp_path, "trinity") == []
 
 
