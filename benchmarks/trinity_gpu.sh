@@ -32,7 +32,8 @@
 # Run from the repository root on the GPU machine; every stage after `install` needs the same warm machine
 # (/tmp/site and /tmp/td live there). The machine goes back after ~30 s idle: a stage that ends while you
 # are not ready to send the next call loses both (seen 2026-12-06). TD=DIR points the later stages at an
-# SFT checkpoint + data carried from elsewhere (DIR/sft/model, DIR/data/{train,val}.jsonl). Each stage writes its log, a GPU-memory trace (nvidia-smi every
+# SFT checkpoint + data carried from elsewhere (DIR/sft/model, DIR/data/{train,val}.jsonl). GPUS=N (default 1)
+# gives the runs N GPUs of the machine (trinity: colocate for 1, explorer/trainer split for more). Each stage writes its log, a GPU-memory trace (nvidia-smi every
 # 0.5 s) and the processes left afterwards (`ps`, which must show no ray, raylet, gcs_server or vllm) under
 # $OUT/<stage>/, and packs the run directory into $OUT/<stage>.tgz. benchmarks/trinity_gpu_report.py turns
 # those into docs/results/trinity_gpu.{md,json}.
@@ -56,7 +57,7 @@ DATA=(
   "astuner.model.path=$TD/sft/model"
   "astuner.python_tool.pool_size=16"
   "astuner.trainer_common.test_freq=$STEPS"
-  "astuner.trainer_common.n_gpus_per_node=1"
+  "astuner.trainer_common.n_gpus_per_node=${GPUS:-1}"
 )
 
 gpu_trace() { nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 500 > "$dir/gpu_mem_$1.csv" 2>/dev/null & echo $!; }

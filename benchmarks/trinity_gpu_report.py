@@ -12,7 +12,8 @@ sync seconds, the trainer's peak CUDA memory, the card's peak memory (``nvidia-s
 included) and validation before -> after. For the Trinity run, whose metrics come from Trinity's own
 monitor, it reads the launcher's log: the times of its milestones (explorer ready, engine created,
 models ready, runners ready, first evaluation, each finished step), the completions vLLM served, the
-exit code, and the card's peak memory. Medians over the steps of one run; nothing is averaged across
+exit code, and the card's peak memory (the ``kill`` stage's run likewise, with the processes
+alive before ``--kill``). The ``speed`` stage's ``local_vs_trl.json`` is kept whole under ``speed``. Medians over the steps of one run; nothing is averaged across
 runs. Not guaranteed: that logs of another Trinity version have the same milestone lines.
 """
 
@@ -81,8 +82,9 @@ def local_run(name: str, run_dir: Path, trace: Path) -> dict[str, Any]:
     }
 
 
-def trinity_run(stage_dir: Path) -> dict[str, Any]:
-    log = (stage_dir / "trinity.log").read_text(errors="replace")
+def trinity_run(stage_dir: Path, name: str = "trinity") -> dict[str, Any]:
+    """A Trinity run of stage ``name`` (``trinity``, or ``kill``: a run ended by ``--kill`` while live)."""
+    log = (stage_dir / f"{name}.log").read_text(errors="replace")
     marks: dict[str, str] = {}
     for name, pattern in MILESTONES.items():
         for line in log.splitlines():
@@ -97,7 +99,7 @@ def trinity_run(stage_dir: Path) -> dict[str, Any]:
     evals = [row for row in monitor_rows(log, "Explorer") if any(k.startswith("eval/") for k in row)]
     synced = [clock(m.group(1)) for m in re.finditer(STAMP.pattern + r".*Explorer sync_weights at step [1-9]\d* finished", log)]
     return {
-        "run": "trinity",
+        "run": name,
         "milestones": marks,
         "workflow_runners": int(runners.group(1)) if runners else None,
         "completions_served": log.count("POST /v1/completions HTTP/1.1\" 200"),
@@ -116,10 +118,20 @@ def trinity_run(stage_dir: Path) -> dict[str, Any]:
         "validation_steps": [int(m.group(1)) for m in re.finditer(r"\bStep (\d+): \{'eval/", log)],
         "validation_before": {k: v for k, v in (evals[0] if evals else {}).items() if k.endswith("/mean@2")},
         "validation_after": {k: v for k, v in (evals[-1] if len(evals) > 1 else {}).items() if k.endswith("/mean@2")},
-        "card_peak_memory_mib": card_peak_mib(stage_dir / "gpu_mem_trinity.csv"),
+        "card_peak_memory_mib": card_peak_mib(stage_dir / f"gpu_mem_{name}.csv"),
         "leftover_processes_after_kill": len((stage_dir / "leftover_ps.txt").read_text().splitlines())
         if (stage_dir / "leftover_ps.txt").exists() else None,
+        **killed(stage_dir),
     }
+
+
+def killed(stage_dir: Path) -> dict[str, Any]:
+    """For the ``kill`` stage: the processes alive before ``--kill`` and what ``--kill`` reported."""
+    live, said = stage_dir / "live_ps.txt", stage_dir / "kill_cmd.log"
+    if not live.exists():
+        return {}
+    return {"live_processes_before_kill": len(live.read_text().splitlines()),
+            "kill_output": said.read_text(errors="replace").strip() if said.exists() else None}
 
 
 def monitor_rows(log: str, actor: str) -> list[dict[str, Any]]:
@@ -176,11 +188,18 @@ def main(argv: list[str] | None = None) -> int:
                     cmd = folder / stage / f"{name}.cmd"
                     entry["command"] = cmd.read_text().strip().removeprefix("+ ") if cmd.exists() else None
                     record["runs"].append(entry)
-            if (folder / "trinity" / "trinity.log").exists():
-                entry = trinity_run(folder / "trinity")
-                cmd = folder / "trinity" / "trinity.cmd"
-                entry["command"] = cmd.read_text().strip().removeprefix("+ ") if cmd.exists() else None
-                record["runs"].append(entry)
+            for name in ("trinity", "kill"):
+                if (folder / name / f"{name}.log").exists():
+                    entry = trinity_run(folder / name, name)
+                    cmd = folder / name / f"{name}.cmd"
+                    entry["command"] = cmd.read_text().strip().removeprefix("+ ") if cmd.exists() else None
+                    record["runs"].append(entry)
+            speed = folder / "speed" / "local_vs_trl.json"
+            if speed.exists():
+                record["speed"] = {"command": (folder / "speed" / "speed.cmd").read_text().strip().removeprefix("+ ")
+                                   if (folder / "speed" / "speed.cmd").exists() else None,
+                                   "card_peak_memory_mib": card_peak_mib(folder / "speed" / "gpu_mem_speed.csv"),
+                                   "result": json.loads(speed.read_text())}
     for entry in record["runs"]:
         entry["stage_call"] = stages.get(entry["run"])
         entry["exit"] = exits.get(entry["run"])
