@@ -74,7 +74,8 @@ def has_validation_tasks(config: Config) -> bool:
 
 def check_before_launch(config: Config) -> None:
     """Fail here, in one line, on what would otherwise fail inside a Ray actor: the workflow and judge
-    must resolve and the training split must have tasks (``TaskReaderError`` names a bad reader)."""
+    must resolve, the training split must have tasks (``TaskReaderError`` names a bad reader) and an
+    installed ``trl`` must be one Trinity's trainer can import (``trl_clash``)."""
     from astuner.backbone.trinity.worker import tasks_for_split
     from astuner.components import judge_class, workflow_class
     from astuner.resolve import ResolveError
@@ -88,6 +89,37 @@ def check_before_launch(config: Config) -> None:
             raise SetupError(f"{key}: {exc}") from None
     if not tasks_for_split(config, "train"):
         raise SetupError("astuner.task_reader: the training split has no tasks")
+    clash = trl_clash()
+    if clash:
+        raise SetupError(clash)
+
+
+def trl_clash() -> str | None:
+    """Why the installed ``trl`` would kill Trinity's trainer, or None.
+
+    Trinity-RFT 0.6.0's trainer imports ``trl.experimental.ppo`` whenever ``trl`` is importable
+    (``trinity/trainer/verl_legacy/monkey_patch.py``); trl 1.x has no such module, so the trainer
+    actor dies at start-up, minutes into the run (seen on an H100 with trl 1.16.0, 2026-12-06).
+    Checked: trl 0.29.0 has the module, 0.25.x and 1.16.0 do not. Not guaranteed: that Ray workers
+    on other nodes have the same trl as this process.
+    """
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
+    if importlib.util.find_spec("trl") is None:
+        return None
+    try:
+        found = importlib.util.find_spec("trl.experimental.ppo") is not None
+    except Exception:  # an unimportable trl fails the trainer the same way
+        found = False
+    if found:
+        return None
+    try:
+        installed = f"trl {version('trl')}"
+    except PackageNotFoundError:
+        installed = "trl"
+    return (f"{installed} is installed and has no trl.experimental.ppo, which trinity-rft 0.6.0's trainer imports "
+            "whenever trl is importable: uninstall trl (pip uninstall trl) or install one that has it (e.g. trl==0.29.0)")
 
 
 def prepare(config: Config, exp_dir: Path) -> tuple[Path, TrinityConfig]:
