@@ -2,8 +2,10 @@
 
 Rows: ``astuner`` (the in-process transformers engine), ``astuner-gc`` (the same with activation
 checkpointing), ``astuner-vllm`` (``rollout.engine.type: vllm``: a ``vllm serve`` astuner starts,
-bf16, 40% of the card, weights reloaded in place after each update) and ``trl``. ``--impls`` picks
-a subset (``astuner-vllm`` needs vLLM installed; ``trl`` needs TRL).
+bf16, 40% of the card, weights reloaded in place after each update; the engine's default
+``enforce_eager: true``, so vLLM decodes without CUDA graphs), ``astuner-vllm-graphs`` (the same with
+``enforce_eager: false``) and ``trl``. ``--impls`` picks a subset (the vLLM rows need vLLM installed;
+``trl`` needs TRL).
 
 Both train a randomly initialised model of Qwen2.5-0.5B's architecture (bf16) with the real
 Qwen2.5 tokenizer on the same 8 prompts × 8 generations × up to 256 new tokens, temperature 1,
@@ -87,6 +89,11 @@ def run_astuner_gc(model_dir: Path, steps: int, work: Path) -> dict:
 def run_astuner_vllm(model_dir: Path, steps: int, work: Path) -> dict:
     """astuner with the vLLM engine: rollouts from a vLLM server, weight sync by in-place reload."""
     return run_astuner(model_dir, steps, work, engine=VLLM_ENGINE)
+
+
+def run_astuner_vllm_graphs(model_dir: Path, steps: int, work: Path) -> dict:
+    """The same with ``enforce_eager: false``: the server captures CUDA graphs for decoding."""
+    return run_astuner(model_dir, steps, work, engine=VLLM_ENGINE.replace("weight_sync: reload", "weight_sync: reload, enforce_eager: false"))
 
 
 VLLM_ENGINE = "{type: vllm, vllm: {gpu_memory_utilization: 0.4, dtype: bfloat16, weight_sync: reload}}"
@@ -198,7 +205,8 @@ def run_trl(model_dir: Path, steps: int, work: Path) -> dict:
     }
 
 
-RUNNERS = {"astuner": run_astuner, "astuner-gc": run_astuner_gc, "astuner-vllm": run_astuner_vllm, "trl": run_trl}
+RUNNERS = {"astuner": run_astuner, "astuner-gc": run_astuner_gc, "astuner-vllm": run_astuner_vllm,
+           "astuner-vllm-graphs": run_astuner_vllm_graphs, "trl": run_trl}
 
 
 def med(xs: list[float]) -> float:
@@ -221,7 +229,7 @@ def table(res: dict) -> str:
         )
     lines.append("")
     lines.append("training tok/s = prompt + completion tokens of the step's 64 sequences (the same in every row) / update time.")
-    for name in ("astuner", "astuner-vllm"):
+    for name in ("astuner", "astuner-vllm", "astuner-vllm-graphs"):
         if {name, "trl"} <= set(res):
             ratio = med(res["trl"]["step_time_s"]) / med(res[name]["step_time_s"])
             lines.append("")
@@ -234,7 +242,7 @@ def main() -> int:
     p.add_argument("--tokenizer", required=True, help="a Qwen2.5 tokenizer directory")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--out", default="")
-    p.add_argument("--impls", default="astuner,astuner-gc,astuner-vllm,trl",
+    p.add_argument("--impls", default="astuner,astuner-gc,astuner-vllm,astuner-vllm-graphs,trl",
                    help="comma-separated rows to run, of " + ", ".join(RUNNERS))
     p.add_argument("--only", choices=sorted(RUNNERS), default=None, help=argparse.SUPPRESS)
     p.add_argument("--model-dir", default="", help=argparse.SUPPRESS)

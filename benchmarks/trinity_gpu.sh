@@ -11,14 +11,15 @@
 #                                                (TRINITY_SET="k=v ..." adds overrides, e.g.
 #                                                trinity.trainer.max_token_len_per_gpu=1024)
 #   bash benchmarks/trinity_gpu.sh kill         `trinity` again, ended while it runs by `launcher.py --kill` once
-#                                                KILL_AT steps have synced (default 5); the processes before and after
+#                                                KILL_AT steps have synced (default 5), or once its log has a line
+#                                                matching KILL_AFTER (a regex); the processes before and after
 #   bash benchmarks/trinity_gpu.sh local        the same with --backbone=local (transformers engine), STEPS steps
 #   bash benchmarks/trinity_gpu.sh speed        benchmarks/local_vs_trl.py on a random-init Qwen2.5-0.5B-shaped model
 #                                                (TOK=the Qwen2.5 tokenizer dir, default .bench/qwen2_5;
-#                                                IMPLS=rows, default astuner,astuner-vllm,trl; TRL from
-#                                                .whl/trl-*.whl, installed --no-deps, when carried)
+#                                                IMPLS=rows, default astuner,astuner-vllm,astuner-vllm-graphs,trl;
+#                                                TRL from .whl/trl-*.whl into /tmp/site_trl, --no-deps, when carried)
 #   bash benchmarks/trinity_gpu.sh tests        the gpu test tier (tests/backbone/trinity/test_trinity_gpu.py) with
-#                                                ASTUNER_GPU_TD=$TD; pytest from .whl/*.whl when the image lacks it
+#                                                ASTUNER_GPU_TD=$TD; pytest from .whl/ into /tmp/site_test
 #   bash benchmarks/trinity_gpu.sh randmodel    that random model with TD's data into TDR (default /tmp/td_rand),
 #                                                so that TD=$TDR runs the stages below on a real-size model
 #   bash benchmarks/trinity_gpu.sh vllm         the same with --backbone=local and rollout.engine.type=vllm (bf16,
@@ -148,8 +149,8 @@ kill)  # --kill on the live processes of a Trinity run (Ray node, vLLM engines, 
     "${DATA[@]}" "trinity.buffer.total_steps=$STEPS" "astuner.trainer_common.checkpoint_base_dir=/tmp/runs/kill/ckpt" \
     ${TRINITY_SET:-} &
   driver=$!
-  synced() { grep -cE 'Explorer sync_weights at step [1-9][0-9]* finished' "$dir/kill.log" 2>/dev/null || echo 0; }
-  while kill -0 "$driver" 2>/dev/null && [ "$(synced)" -lt "${KILL_AT:-5}" ]; do sleep 5; done
+  synced() { grep -cE 'Explorer sync_weights at step [1-9][0-9]* finished' "$dir/kill.log" 2>/dev/null; }
+  until ! kill -0 "$driver" 2>/dev/null || grep -qE "${KILL_AFTER:-Explorer sync_weights at step ${KILL_AT:-5} finished}" "$dir/kill.log" 2>/dev/null; do sleep 5; done
   ps -eo pid,ppid,etimes,cmd | grep -E 'ray|raylet|gcs_server|vllm|launcher.py|astuner|bwrap' | grep -v -E 'grep|trinity_gpu.sh' > "$dir/live_ps.txt"
   echo "kill: $(synced) steps synced; $(wc -l < "$dir/live_ps.txt") live processes; launcher.py --kill 'ray|vllm|python'"
   t0=$SECONDS
@@ -163,10 +164,10 @@ kill)  # --kill on the live processes of a Trinity run (Ray node, vLLM engines, 
   exit $rc
   ;;
 tests)  # the gpu tier, one command
-  for w in "$repo"/.whl/*.whl; do
-    [ -e "$w" ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$w"
+  for w in "$repo"/.whl/{pytest,pytest_timeout,pluggy,iniconfig}-*.whl; do
+    [ -e "$w" ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site_test "$w"
   done
-  ASTUNER_GPU_TD=$TD python3 -m pytest tests/backbone/trinity/test_trinity_gpu.py -m gpu -v -rs 2>&1 | tee "$dir/pytest.log"
+  ASTUNER_GPU_TD=$TD PYTHONPATH=/tmp/site_test:$PYTHONPATH python3 -m pytest tests/backbone/trinity/test_trinity_gpu.py -m gpu -v -rs 2>&1 | tee "$dir/pytest.log"
   exit "${PIPESTATUS[0]}"
   ;;
 local)  # the local backbone with its in-process transformers engine, from the same checkpoint and data
@@ -180,11 +181,13 @@ local)  # the local backbone with its in-process transformers engine, from the s
   ;;
 speed)  # the issue's speed targets on a real-size model: local (transformers), local + vLLM, TRL, same card
   TOK=${TOK:-$repo/.bench/qwen2_5}
+  # TRL goes into its own directory, on the path of this stage only: with TRL 1.16 importable, Trinity
+  # 0.6.0's trainer imports trl.experimental.ppo, which 1.16 lacks, and fails (seen 2026-12-06 late).
   for w in "$repo"/.whl/trl-*.whl; do
-    [ -e "$w" ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$w"
+    [ -e "$w" ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site_trl "$w"
   done
-  timed speed python3 benchmarks/local_vs_trl.py --tokenizer "$TOK" --steps "${BENCH_STEPS:-6}" \
-    --impls "${IMPLS:-astuner,astuner-vllm,trl}" --out "$dir/local_vs_trl.json"
+  PYTHONPATH=/tmp/site_trl:$PYTHONPATH timed speed python3 benchmarks/local_vs_trl.py --tokenizer "$TOK" \
+    --steps "${BENCH_STEPS:-6}" --impls "${IMPLS:-astuner,astuner-vllm,astuner-vllm-graphs,trl}" --out "$dir/local_vs_trl.json"
   rc=$?
   leftovers
   exit $rc

@@ -86,11 +86,11 @@ def trinity_run(stage_dir: Path, name: str = "trinity") -> dict[str, Any]:
     """A Trinity run of stage ``name`` (``trinity``, or ``kill``: a run ended by ``--kill`` while live)."""
     log = (stage_dir / f"{name}.log").read_text(errors="replace")
     marks: dict[str, str] = {}
-    for name, pattern in MILESTONES.items():
+    for mark, pattern in MILESTONES.items():
         for line in log.splitlines():
             if re.search(pattern, line):
                 stamp = STAMP.search(line)
-                marks[name] = stamp.group(1) if stamp else "seen"
+                marks[mark] = stamp.group(1) if stamp else "seen"
                 break
     steps = sorted({int(m.group(1)) for m in re.finditer(r"\bStep (\d+): \{", log)})
     runners = re.search(r"Starting Scheduler with (\d+) runners", log)
