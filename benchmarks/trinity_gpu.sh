@@ -62,9 +62,12 @@ DATA=(
 )
 
 gpu_trace() { nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 500 > "$dir/gpu_mem_$1.csv" 2>/dev/null & echo $!; }
+ours() {  # the processes of a run: Ray, vLLM, astuner, sandboxes (this script and grep aside)
+  ps -eo pid,ppid,etimes,cmd | grep -E 'ray|raylet|gcs_server|vllm|launcher.py|astuner|bwrap' | grep -v -E 'grep|trinity_gpu.sh'
+}
 leftovers() {  # processes a run must not leave behind
   sleep 3
-  ps -eo pid,ppid,etimes,cmd | grep -E 'ray|raylet|gcs_server|vllm|launcher.py|astuner|bwrap' | grep -v -E 'grep|trinity_gpu.sh' > "$dir/leftover_ps.txt"
+  ours > "$dir/leftover_ps.txt"
   echo "leftover processes: $(wc -l < "$dir/leftover_ps.txt")"; cat "$dir/leftover_ps.txt"
 }
 DEADLINE=${DEADLINE:-540}   # seconds a run may take before SIGTERM (then SIGKILL 20 s later)
@@ -151,7 +154,7 @@ kill)  # --kill on the live processes of a Trinity run (Ray node, vLLM engines, 
   driver=$!
   synced() { grep -cE 'Explorer sync_weights at step [1-9][0-9]* finished' "$dir/kill.log" 2>/dev/null; }
   until ! kill -0 "$driver" 2>/dev/null || grep -qE "${KILL_AFTER:-Explorer sync_weights at step ${KILL_AT:-5} finished}" "$dir/kill.log" 2>/dev/null; do sleep 5; done
-  ps -eo pid,ppid,etimes,cmd | grep -E 'ray|raylet|gcs_server|vllm|launcher.py|astuner|bwrap' | grep -v -E 'grep|trinity_gpu.sh' > "$dir/live_ps.txt"
+  ours > "$dir/live_ps.txt"
   echo "kill: $(synced) steps synced; $(wc -l < "$dir/live_ps.txt") live processes; launcher.py --kill 'ray|vllm|python'"
   t0=$SECONDS
   python3 launcher.py --kill 'ray|vllm|python' 2>&1 | tee "$dir/kill_cmd.log"
