@@ -93,10 +93,12 @@ def run_astuner_vllm(model_dir: Path, steps: int, work: Path) -> dict:
 
 def run_astuner_vllm_graphs(model_dir: Path, steps: int, work: Path) -> dict:
     """The same with ``enforce_eager: false``: the server captures CUDA graphs for decoding."""
-    return run_astuner(model_dir, steps, work, engine=VLLM_ENGINE.replace("weight_sync: reload", "weight_sync: reload, enforce_eager: false"))
+    return run_astuner(model_dir, steps, work, engine=VLLM_GRAPHS_ENGINE)
 
 
 VLLM_ENGINE = "{type: vllm, vllm: {gpu_memory_utilization: 0.4, dtype: bfloat16, weight_sync: reload}}"
+VLLM_GRAPHS_ENGINE = ("{type: vllm, vllm: {gpu_memory_utilization: 0.4, dtype: bfloat16, weight_sync: reload, "
+                      "enforce_eager: false}}")
 TRANSFORMERS_ENGINE = "{type: transformers, transformers: {max_batch_size: 64}}"
 
 
