@@ -23,7 +23,8 @@
 #   bash benchmarks/trinity_gpu.sh randmodel    that random model with TD's data into TDR (default /tmp/td_rand),
 #                                                so that TD=$TDR runs the stages below on a real-size model
 #   bash benchmarks/trinity_gpu.sh vllm         the same with --backbone=local and rollout.engine.type=vllm (bf16,
-#                                                half the card; WEIGHT_SYNC=reload|restart picks the weight sync)
+#                                                half the card; WEIGHT_SYNC=reload|restart picks the weight sync;
+#                                                VLLM_SET="k=v ..." adds overrides)
 #
 # Shipping the stack (here, once): scripts/gpu_wheelhouse.sh; then
 #   mkdir -p /tmp/gpu_carry/debs && cp -r .gpu_wheelhouse /tmp/gpu_carry/wheels
@@ -208,7 +209,7 @@ vllm)  # WEIGHT_SYNC=reload (default) or restart: how the updated weights reach 
   rm -rf "/tmp/runs/vllm_$ws"
   timed "vllm_$ws" python3 launcher.py --conf "$CONF" --backbone=local --exp-dir "/tmp/runs/vllm_$ws" "${DATA[@]}" \
     "astuner.local.max_steps=$STEPS" astuner.rollout.engine.type=vllm "astuner.rollout.engine.vllm.weight_sync=$ws" \
-    astuner.rollout.engine.vllm.gpu_memory_utilization=0.5 astuner.rollout.engine.vllm.dtype=bfloat16
+    astuner.rollout.engine.vllm.gpu_memory_utilization=0.5 astuner.rollout.engine.vllm.dtype=bfloat16 ${VLLM_SET:-}
   rc=$?
   leftovers
   tar -czf "$OUT/vllm_$ws.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' -C /tmp/runs "vllm_$ws" 2>/dev/null

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 export OUT=/tmp/out
 mkdir -p "$OUT"
 progress=$OUT/sequence_progress.txt
-STAGES=${STAGES:-speed randmodel kill vllm tests}
+STAGES=${STAGES:-randmodel kill vllm speed tests}
 
 run_stage() {  # the environment each stage runs with
   case $1 in
@@ -25,7 +25,9 @@ run_stage() {  # the environment each stage runs with
   # Trinity on the real-size model: the step time, then --kill on the live run after 4 synced steps
   kill) TD=/tmp/td_rand STEPS=20 KILL_AT=4 DEADLINE=900 STALL=240 \
           TRINITY_SET=astuner.trainer_common.val_before_train=false bash benchmarks/trinity_gpu.sh kill ;;
-  vllm) TD=/tmp/td_rand STEPS=4 DEADLINE=540 bash benchmarks/trinity_gpu.sh vllm ;;
+  # local + vLLM on the same model, with CUDA graphs as Trinity's explorer has them (its enforce_eager: false)
+  vllm) TD=/tmp/td_rand STEPS=4 DEADLINE=540 VLLM_SET="astuner.rollout.engine.vllm.enforce_eager=false astuner.trainer_common.val_before_train=false" \
+          bash benchmarks/trinity_gpu.sh vllm ;;
   local) TD=/tmp/td_rand STEPS=4 DEADLINE=300 bash benchmarks/trinity_gpu.sh local ;;
   tests) TD=/tmp/tdc bash benchmarks/trinity_gpu.sh tests ;;
   *) echo "unknown stage $1"; return 2 ;;
