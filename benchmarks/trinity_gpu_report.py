@@ -14,7 +14,8 @@ monitor, it reads the launcher's log: the times of its milestones (explorer read
 models ready, runners ready, first evaluation, each finished step), the completions vLLM served, the
 exit code, and the card's peak memory (the ``kill`` stage's run likewise, with the processes
 alive before ``--kill``). The ``speed`` stage's ``local_vs_trl.json`` is kept whole under
-``speed``. Medians over the steps of one run; nothing is averaged across runs. Not guaranteed: that logs of another Trinity version have the same milestone lines.
+``speed``. Medians over the steps of one run; nothing is averaged across runs. Not guaranteed: that
+logs of another Trinity version have the same milestone lines.
 """
 
 from __future__ import annotations
