@@ -66,10 +66,16 @@ def test_multi_node_settings_come_from_master_addr_and_port(monkeypatch):
         cluster_settings()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """n distinct free ports: every socket stays bound until all are picked (one at a time could repeat)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _cli(args: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -81,12 +87,12 @@ def _cli(args: list[str], env: dict, timeout: float = 300) -> subprocess.Complet
 def ray_env(tmp_path):
     """Environment for a private Ray head: free ports, a short temp dir, a private process registry."""
     temp = tempfile.mkdtemp(prefix="ar", dir="/tmp")  # Ray's socket paths must stay short
-    port = _free_port()
+    port, client, dash, agent_http, agent_grpc, metrics, env_agent = _free_ports(7)
     args = [
         f"--temp-dir={temp}", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false",
-        f"--ray-client-server-port={_free_port()}", f"--dashboard-port={_free_port()}",
-        f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-        f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}",
+        f"--ray-client-server-port={client}", f"--dashboard-port={dash}",
+        f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
+        f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={env_agent}",
     ]
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MASTER_ADDR", "MASTER_PORT")},
