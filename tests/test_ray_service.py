@@ -87,9 +87,10 @@ def _cli(args: list[str], env: dict, timeout: float = 300) -> subprocess.Complet
 def ray_env(tmp_path):
     """Environment for a private Ray head: free ports, a short temp dir, a private process registry."""
     temp = tempfile.mkdtemp(prefix="ar", dir="/tmp")  # Ray's socket paths must stay short
-    port, client, dash, agent_http, agent_grpc, metrics, env_agent = _free_ports(7)
+    port, client, dash, agent_http, agent_grpc, metrics, env_agent, node_mgr, obj_mgr = _free_ports(9)
     args = [
         f"--temp-dir={temp}", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false",
+        f"--node-manager-port={node_mgr}", f"--object-manager-port={obj_mgr}",
         f"--ray-client-server-port={client}", f"--dashboard-port={dash}",
         f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
         f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={env_agent}",

@@ -7,7 +7,7 @@ test); a test that names none is ``unit``:
 |---|---|---|
 | ``unit`` | seconds, in-process: no subprocesses, servers, sandboxes or browsers | 60 s |
 | ``integration`` | real agentscope runs, trinity-rft, Ray, bubblewrap, Chromium, the CLI as a child process, on CPU | 300 s |
-| ``slow`` | the CPU learning miniature (``tests/experiments/test_tool_discipline_e2e.py``) | its own marker |
+| ``slow`` | the CPU learning miniature (``tests/experiments/test_tool_discipline_e2e.py``; its run starts at collection, beside the other tiers: ``tests/miniature.py``) | its own marker |
 | ``gpu`` | needs a CUDA GPU; skipped (with the reason) everywhere else, CI included | 600 s |
 
 Pick one with ``python -m pytest -m unit`` (or ``"unit or integration"``, ...); plain

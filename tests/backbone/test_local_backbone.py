@@ -79,6 +79,14 @@ def _cli_run(tmp_path: Path, *, max_steps: int, save_freq: int) -> tuple[list[st
     return cmd, env, exp / "local_test"
 
 
+def _running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (a reaped or exiting child is not running)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 def _start_and_wait_for(cmd: list[str], env: dict, ready, timeout_s: float = 300) -> subprocess.Popen:
     """Start ``cmd`` and return once ``ready()`` holds (failing if the run ends or the time runs out first)."""
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -162,7 +170,10 @@ def test_sigterm_keeps_finished_steps_and_exits_143(tmp_path):
     rows = metrics_rows(run)
     assert rows and rows[0]["step"] == 1 and len(rows) < 50
     assert not (run / "DONE").exists()
-    time.sleep(0.5)
-    alive = [c for c in children if Path(f"/proc/{c}").exists()
-             and Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")]
+    deadline = time.monotonic() + 15  # a busy machine may take a moment to reap them
+    while True:
+        alive = [c for c in children if _running(c)]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert not alive, f"children of the run still alive: {alive}"

@@ -99,7 +99,7 @@ def test_grpo_child_is_stopped_with_its_process_group_at_the_deadline(tmp_path):
               "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
               f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(120)")
     started = time.monotonic()
-    code, stopped = grpo.run([sys.executable, "-c", script], timeout_s=3)
+    code, stopped = grpo.run([sys.executable, "-c", script], timeout_s=8)  # time to start both
     assert stopped and code is not None and code != 0
     assert time.monotonic() - started < 30
     grandchild = int(pid_file.read_text())
