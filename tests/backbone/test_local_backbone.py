@@ -87,6 +87,15 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _stacks(pid: int) -> str:
+    """Every thread's Python stack in ``pid`` (py-spy, which ray[default] installs), for a failure message."""
+    try:
+        done = subprocess.run(["py-spy", "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"(py-spy dump failed: {exc})"
+    return (done.stdout + done.stderr)[-8000:]
+
+
 def _start_and_wait_for(cmd: list[str], env: dict, ready, timeout_s: float = 300) -> subprocess.Popen:
     """Start ``cmd`` and return once ``ready()`` holds (failing if the run ends or the time runs out first)."""
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -164,7 +173,13 @@ def test_sigterm_keeps_finished_steps_and_exits_143(tmp_path):
     proc = _start_and_wait_for(cmd, env, lambda: metrics.exists() and bool(metrics.read_text().strip()))
     children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        stacks = _stacks(proc.pid)
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"the run did not end within 120 s of SIGTERM; its threads then:\n{stacks}")
     assert proc.returncode == 143, out
     assert "astuner: terminated (SIGTERM)" in out
     rows = metrics_rows(run)
