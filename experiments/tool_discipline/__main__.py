@@ -6,6 +6,8 @@ Run it from the repository root: ``experiments`` is not part of the installed pa
 ``sft.steps=1200``, ``rates.no_print=0.3``, ``trace_processes=8``), ``--grpo KEY=VALUE`` adds a
 config override for the GRPO phase (``astuner.trainer_common.optim.lr=2e-4``): sweeps without editing
 ``profiles.py``. The run's ``results.json`` records the settings it used.
+
+Ctrl-C and SIGTERM stop the run, the GRPO phase's child with it (exit 130 and 143).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def _replace(obj: Any, path: list[str], text: str, key: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from astuner.interrupt import sigterm_raises
     from experiments.tool_discipline.pipeline import run
     from experiments.tool_discipline.profiles import PROFILES
 
@@ -64,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     profile = dataclasses.replace(profile, grpo_overrides=(*profile.grpo_overrides, *args.grpo))
     os.environ.setdefault("AGENTSCOPE_DISABLE_CONSOLE_OUTPUT", "true")
-    results = run(profile, args.out, device=args.device)
+    # SIGTERM raises (exit 143) instead of ending this process at once, so the GRPO phase's child,
+    # in a process group of its own, is stopped as on Ctrl-C rather than left running.
+    with sigterm_raises():
+        results = run(profile, args.out, device=args.device)
     print("targets met:" if results["targets"]["all_met"] else "targets NOT met:", results["targets"])
     return 0
 
