@@ -2,7 +2,7 @@
 
 Why: the miniature (``python -m experiments.tool_discipline --profile cpu``) is 14-16 minutes of
 one-threaded torch work, more than half of ``.ci/run``'s wall time when it ran after the other tiers
-(1685 s in all at 4ff73e5). Its numbers do not depend on the machine's load (one torch thread,
+(1685 s in all at b14623f). Its numbers do not depend on the machine's load (one torch thread,
 float64 decoding, a fixed scratch path in the sandbox: docs/benchmarks.md, "CI: the learning
 miniature"), so when collection selects a test that asks for the ``tool_discipline_miniature``
 fixture, the run starts at once as a child process, and the test, which comes last (tier ``slow``),
